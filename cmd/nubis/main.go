@@ -1,0 +1,164 @@
+// Command nubis runs a self-hosted AWS compute cloud on this machine: `nubis serve` runs the server,
+// `nubis env` prints the environment that points the aws CLI and SDKs at it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/nubis/nubis/internal/server"
+	"github.com/nubis/nubis/internal/version"
+)
+
+const usage = `nubis - a self-hosted AWS compute cloud that speaks AWS's own APIs.
+
+Usage:
+  nubis serve [flags]     run the server in the foreground (Ctrl-C stops it)
+  nubis env [flags]       print export lines that point the aws CLI and SDKs at nubis:
+                            eval "$(nubis env)"
+  nubis version           print the version
+  nubis help [command]    show help for a command
+
+Run 'nubis <command> --help' for the flags of a command.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return serve(rest, stderr)
+	case "env":
+		return env(rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "nubis", version.Version)
+		return 0
+	case "help", "-h", "--help":
+		if len(rest) > 0 && rest[0] != "help" {
+			return run([]string{rest[0], "--help"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "nubis: unknown command %q\n\n%s", cmd, usage)
+	return 2
+}
+
+func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: nubis %s [flags]\n\n%s\n\nFlags:\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func serve(args []string, stderr io.Writer) int {
+	fs := newFlagSet("serve", "Runs the nubis server in the foreground until SIGINT or SIGTERM, then finishes\n"+
+		"in-flight requests, closes the store and exits 0.", stderr)
+	listen := fs.String("listen", server.DefaultListen, "TCP `address` of the AWS API")
+	dataDir := fs.String("data-dir", server.DefaultDataDir(), "`directory` of the store (one server per directory)")
+	region := fs.String("region", server.DefaultRegion, "the AWS `region` this server is")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "nubis serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "nubis serve: --log-level: %v\n", err)
+		return 2
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	switch *logFormat {
+	case "text":
+		h = slog.NewTextHandler(stderr, opts)
+	case "json":
+		h = slog.NewJSONHandler(stderr, opts)
+	default:
+		fmt.Fprintf(stderr, "nubis serve: --log-format must be text or json, not %q\n", *logFormat)
+		return 2
+	}
+	log := slog.New(h)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := server.New(ctx, server.Config{Listen: *listen, DataDir: *dataDir, Region: *region, Log: log})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	if err := srv.Run(ctx); err != nil {
+		log.Error("stopped with an error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func env(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("env", "Prints export lines for AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,\n"+
+		"AWS_DEFAULT_REGION and AWS_ENDPOINT_URL, so that eval \"$(nubis env)\" points the aws CLI\n"+
+		"and the AWS SDKs at the nubis server of the data directory.", stderr)
+	dataDir := fs.String("data-dir", server.DefaultDataDir(), "`directory` of the server's store")
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err)
+	}
+	ctx := context.Background()
+	endpoint, region := "http://"+server.DefaultListen, server.DefaultRegion
+	info, err := server.ReadRuntimeInfo(*dataDir)
+	if err == nil {
+		endpoint, region = info.Endpoint, info.Region
+	} else {
+		fmt.Fprintf(stderr, "nubis env: no server is running on %s; printing the default endpoint %s\n", *dataDir, endpoint)
+	}
+	key, err := server.AdminKey(ctx, *dataDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "nubis env: %v\n", err)
+		return 1
+	}
+	for _, kv := range [][2]string{
+		{"AWS_ACCESS_KEY_ID", key.ID},
+		{"AWS_SECRET_ACCESS_KEY", key.Secret},
+		{"AWS_DEFAULT_REGION", region},
+		{"AWS_REGION", region},
+		{"AWS_ENDPOINT_URL", endpoint},
+	} {
+		fmt.Fprintf(stdout, "export %s=%s\n", kv[0], shellQuote(kv[1]))
+	}
+	return 0
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_./:") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func flagExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
+}

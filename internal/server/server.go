@@ -1,0 +1,201 @@
+// Package server builds nubis from its parts (store, identity, services), serves the AWS API and the
+// health endpoint over HTTP, and runs until it is told to stop.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nubis/nubis/internal/awsproto"
+	"github.com/nubis/nubis/internal/ec2"
+	"github.com/nubis/nubis/internal/identity"
+	"github.com/nubis/nubis/internal/sigv4"
+	"github.com/nubis/nubis/internal/store"
+	"github.com/nubis/nubis/internal/store/sqlite"
+	"github.com/nubis/nubis/internal/sts"
+)
+
+// Config is how a server is set up.
+type Config struct {
+	// Listen is the TCP address of the API ("127.0.0.1:4566"; port 0 picks a free port).
+	Listen string
+	// DataDir holds the store and the lock.
+	DataDir string
+	// Region is the one AWS region this server is.
+	Region string
+	// Log is the logger; components get children of it.
+	Log *slog.Logger
+	// ShutdownTimeout bounds how long a stop waits for in-flight requests (default 30 s).
+	ShutdownTimeout time.Duration
+}
+
+// DefaultListen is the default API address: LocalStack's port, which AWS tooling users know.
+const DefaultListen = "127.0.0.1:4566"
+
+// DefaultRegion is the region a server is unless told otherwise.
+const DefaultRegion = "us-east-1"
+
+// DefaultDataDir is /var/lib/nubis for root, else $XDG_DATA_HOME/nubis (~/.local/share/nubis).
+func DefaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/nubis"
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "nubis")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "share", "nubis")
+}
+
+// Server is a running nubis.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	lock     *dataDirLock
+	store    store.Store
+	ident    *identity.Identity
+	verifier *sigv4.Verifier
+	services map[string]awsproto.Service
+	listener net.Listener
+	http     *http.Server
+}
+
+// OpenStore opens the store of a data dir, creating the dir (mode 0700) if needed.
+func OpenStore(ctx context.Context, dataDir string, log *slog.Logger) (store.Store, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	return sqlite.Open(ctx, filepath.Join(dataDir, "nubis.db"), log)
+}
+
+// New sets a server up: it takes the data dir's lock, opens the store (applying migrations),
+// loads or creates the account, and listens. It does not serve until Run.
+func New(ctx context.Context, cfg Config) (_ *Server, err error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Region == "" {
+		cfg.Region = DefaultRegion
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 30 * time.Second
+	}
+	s := &Server{cfg: cfg, log: cfg.Log.With("component", "server")}
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if s.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	undo = append(undo, s.lock.release)
+	if s.store, err = OpenStore(ctx, cfg.DataDir, cfg.Log.With("component", "store")); err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { s.store.Close() })
+	if s.ident, err = identity.Open(ctx, s.store); err != nil {
+		return nil, err
+	}
+	s.verifier = &sigv4.Verifier{Keys: s.ident, Region: cfg.Region}
+	s.services = map[string]awsproto.Service{}
+	for _, svc := range []awsproto.Service{
+		ec2.New(s.store, cfg.Region, cfg.Log.With("component", "ec2")).API(),
+		sts.API(cfg.Log.With("component", "sts")),
+		// Lambda, API Gateway and CloudWatch Logs speak their protocols from here on; their
+		// operations arrive with their own issues, and until then every call is answered with the
+		// protocol's UnknownOperationException.
+		awsproto.NewRESTJSONService("lambda", true, cfg.Log.With("component", "lambda")),
+		awsproto.NewRESTJSONService("apigateway", false, cfg.Log.With("component", "apigateway")),
+		&awsproto.JSONService{Name: "logs", TargetPrefix: "Logs_20140328", Log: cfg.Log.With("component", "logs")},
+	} {
+		s.services[svc.SigningName()] = svc
+	}
+	if s.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	undo = append(undo, func() { s.listener.Close() })
+	s.http = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// Endpoint is the URL clients use to reach the API.
+func (s *Server) Endpoint() string { return endpointURL(s.listener.Addr()) }
+
+// Identity returns the account and its keys.
+func (s *Server) Identity() *identity.Identity { return s.ident }
+
+// Run serves until ctx is done, then stops gracefully: it finishes in-flight requests (up to the
+// shutdown timeout), closes the store and releases the data dir. It returns nil after a clean stop.
+func (s *Server) Run(ctx context.Context) error {
+	info := RuntimeInfo{PID: os.Getpid(), Endpoint: s.Endpoint(), Region: s.cfg.Region}
+	if err := writeRuntimeInfo(s.cfg.DataDir, info); err != nil {
+		s.close()
+		return fmt.Errorf("write runtime info: %w", err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(s.listener) }()
+	s.log.Info("nubis is serving", "endpoint", info.Endpoint, "region", s.cfg.Region,
+		"account", s.ident.Account().ID, "data_dir", s.cfg.DataDir)
+	var serveErr error
+	select {
+	case serveErr = <-errc:
+	case <-ctx.Done():
+		s.log.Info("stopping: finishing in-flight requests")
+		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+		serveErr = s.http.Shutdown(sctx)
+		cancel()
+		<-errc
+	}
+	os.Remove(filepath.Join(s.cfg.DataDir, runtimeFile))
+	closeErr := s.close()
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	if err := errors.Join(serveErr, closeErr); err != nil {
+		return err
+	}
+	s.log.Info("stopped")
+	return nil
+}
+
+func (s *Server) close() error {
+	err := s.store.Close()
+	s.lock.release()
+	return err
+}
+
+// AdminKey returns the admin access key of the account kept in dataDir, creating the account if the
+// data dir is new. It can run beside a server on the same data dir.
+func AdminKey(ctx context.Context, dataDir string) (identity.AccessKey, error) {
+	st, err := OpenStore(ctx, dataDir, nil)
+	if err != nil {
+		return identity.AccessKey{}, err
+	}
+	defer st.Close()
+	ident, err := identity.Open(ctx, st)
+	if err != nil {
+		return identity.AccessKey{}, err
+	}
+	return ident.AdminKey(ctx)
+}
