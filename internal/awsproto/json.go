@@ -74,15 +74,17 @@ type RESTHandler func(ctx context.Context, r *Request) (status int, out any, err
 // (net/http.ServeMux patterns, whose wildcards handlers read with r.HTTP.PathValue).
 type RESTJSONService struct {
 	name      string
+	prefixes  []string
 	typeField bool
 	mux       *http.ServeMux
 	log       *slog.Logger
 }
 
 // NewRESTJSONService returns a REST-JSON service with no operations. typeField adds the "Type"
-// member Lambda's error bodies have.
-func NewRESTJSONService(signingName string, typeField bool, log *slog.Logger) *RESTJSONService {
-	s := &RESTJSONService{name: signingName, typeField: typeField, mux: http.NewServeMux(), log: log}
+// member Lambda's error bodies have. pathPrefixes are the paths the service's API lives under
+// ("/2015-03-31/"), by which an unsigned request is recognised as meant for it.
+func NewRESTJSONService(signingName string, typeField bool, log *slog.Logger, pathPrefixes ...string) *RESTJSONService {
+	s := &RESTJSONService{name: signingName, prefixes: pathPrefixes, typeField: typeField, mux: http.NewServeMux(), log: log}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, hr *http.Request) {
 		r := requestFrom(hr)
 		s.WriteError(w, r, &Error{Status: 404, Code: "UnknownOperationException",
@@ -113,10 +115,18 @@ func requestFrom(hr *http.Request) *Request { return hr.Context().Value(requestK
 // SigningName implements Service.
 func (s *RESTJSONService) SigningName() string { return s.name }
 
-// Claims implements Service: a request whose path has a registered operation.
+// Claims implements Service: a request under one of the service's path prefixes, not carrying an
+// X-Amz-Target (which JSON 1.1 services own).
 func (s *RESTJSONService) Claims(r *http.Request, _ []byte) bool {
-	_, pattern := s.mux.Handler(r)
-	return pattern != "" && pattern != "/"
+	if r.Header.Get("X-Amz-Target") != "" {
+		return false
+	}
+	for _, p := range s.prefixes {
+		if strings.HasPrefix(r.URL.Path, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // ServeAWS implements Service.

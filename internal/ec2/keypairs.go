@@ -195,7 +195,7 @@ func (s *Service) importKeyPair(ctx context.Context, r *awsproto.Request, p awsp
 		return nil, errDryRun
 	}
 	kp := keyPair{ID: newID("key"), Name: *in.KeyName, Type: string(imp.Type), Fingerprint: imp.Fingerprint,
-		PublicKey: imp.PublicKey, Created: s.now().UTC()}
+		PublicKey: imp.PublicKey + " " + *in.KeyName, Created: s.now().UTC()}
 	if err := s.insertKeyPair(ctx, r, kp, tags); err != nil {
 		return nil, err
 	}

@@ -121,8 +121,10 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		// Lambda, API Gateway and CloudWatch Logs speak their protocols from here on; their
 		// operations arrive with their own issues, and until then every call is answered with the
 		// protocol's UnknownOperationException.
-		awsproto.NewRESTJSONService("lambda", true, cfg.Log.With("component", "lambda")),
-		awsproto.NewRESTJSONService("apigateway", false, cfg.Log.With("component", "apigateway")),
+		awsproto.NewRESTJSONService("lambda", true, cfg.Log.With("component", "lambda"),
+			"/2015-03-31/", "/2016-08-19/", "/2017-03-31/", "/2017-10-31/", "/2018-10-31/", "/2019-09-25/",
+			"/2019-09-30/", "/2020-04-22/", "/2020-06-30/", "/2021-10-31/"),
+		awsproto.NewRESTJSONService("apigateway", false, cfg.Log.With("component", "apigateway"), "/v2/"),
 		&awsproto.JSONService{Name: "logs", TargetPrefix: "Logs_20140328", Log: cfg.Log.With("component", "logs")},
 	} {
 		s.services[svc.SigningName()] = svc

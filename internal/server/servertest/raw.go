@@ -31,6 +31,8 @@ type Raw struct {
 	KeyID       string // default the admin key
 	Secret      string // default the admin key's secret
 	SignedAt    time.Time
+	// PayloadHash is the payload hash to sign with (default: the body's SHA-256).
+	PayloadHash string
 	// Unsigned sends the request without any signature.
 	Unsigned bool
 	// Presign puts the signature in the query string, valid for Expires.
@@ -85,6 +87,10 @@ func (s *Server) Do(tb testing.TB, r Raw) Response {
 	}
 	if !r.Unsigned {
 		sum := sha256.Sum256([]byte(r.Body))
+		hash := hex.EncodeToString(sum[:])
+		if r.PayloadHash != "" {
+			hash = r.PayloadHash
+		}
 		creds := aws.Credentials{AccessKeyID: r.KeyID, SecretAccessKey: r.Secret}
 		signer := v4.NewSigner()
 		if r.Presign {
@@ -94,7 +100,7 @@ func (s *Server) Do(tb testing.TB, r Raw) Response {
 			q := req.URL.Query()
 			q.Set("X-Amz-Expires", strconv.Itoa(int(r.Expires/time.Second)))
 			req.URL.RawQuery = q.Encode()
-			signed, _, err := signer.PresignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]),
+			signed, _, err := signer.PresignHTTP(context.Background(), creds, req, hash,
 				r.Service, r.Region, r.SignedAt)
 			if err != nil {
 				tb.Fatal(err)
@@ -104,7 +110,7 @@ func (s *Server) Do(tb testing.TB, r Raw) Response {
 				tb.Fatal(err)
 			}
 			req.URL = pu
-		} else if err := signer.SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]),
+		} else if err := signer.SignHTTP(context.Background(), creds, req, hash,
 			r.Service, r.Region, r.SignedAt); err != nil {
 			tb.Fatal(err)
 		}
