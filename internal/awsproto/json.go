@@ -22,7 +22,8 @@ func writeJSONError(w http.ResponseWriter, r *Request, f Flavor, err error, type
 		body["__type"] = e.Code
 	}
 	if typeField {
-		body["Type"] = "User"
+		// Lambda's error shapes are {"Type": "User"|"Service", "Message": ...}.
+		body = map[string]string{"Message": e.Message, "Type": "User"}
 		if !e.Sender() {
 			body["Type"] = "Service"
 		}

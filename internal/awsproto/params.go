@@ -182,12 +182,16 @@ func (p Params) decodeList(fv reflect.Value, name string, used map[string]bool) 
 	if p.memberStyle {
 		base = name + ".member."
 	}
-	idx := map[int]bool{}
+	var keys []string
 	for k := range p.values {
-		rest, ok := strings.CutPrefix(k, base)
-		if !ok {
-			continue
+		if strings.HasPrefix(k, base) {
+			keys = append(keys, k)
 		}
+	}
+	sort.Strings(keys) // so that the error for several bad keys is always the same
+	idx := map[int]bool{}
+	for _, k := range keys {
+		rest := k[len(base):]
 		num, _, _ := strings.Cut(rest, ".")
 		n, err := strconv.Atoi(num)
 		if err != nil || n < 1 || strconv.Itoa(n) != num {
