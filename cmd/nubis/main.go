@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -64,7 +65,14 @@ func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: nubis %s [flags]\n\n%s\n\nFlags:\n", name, synopsis)
-		fs.PrintDefaults()
+		fs.VisitAll(func(f *flag.Flag) {
+			arg, help := flag.UnquoteUsage(f)
+			fmt.Fprintf(stderr, "  --%s %s\n        %s", f.Name, arg, help)
+			if f.DefValue != "" {
+				fmt.Fprintf(stderr, " (default %s)", f.DefValue)
+			}
+			fmt.Fprintln(stderr)
+		})
 	}
 	return fs
 }
@@ -75,13 +83,17 @@ func serve(args []string, stderr io.Writer) int {
 	listen := fs.String("listen", server.DefaultListen, "TCP `address` of the AWS API")
 	dataDir := fs.String("data-dir", server.DefaultDataDir(), "`directory` of the store (one server per directory)")
 	region := fs.String("region", server.DefaultRegion, "the AWS `region` this server is")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "log `format`: text or json")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "nubis serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if !regionPattern.MatchString(*region) {
+		fmt.Fprintf(stderr, "nubis serve: --region %q is not an AWS region name such as us-east-1\n", *region)
 		return 2
 	}
 	var level slog.Level
@@ -114,6 +126,9 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	return 0
 }
+
+// regionPattern is the shape of AWS region names (us-east-1, eu-central-2, us-gov-west-1, ...).
+var regionPattern = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
 
 func env(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("env", "Prints export lines for AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,\n"+
