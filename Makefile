@@ -50,6 +50,7 @@ unit: build
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseParams$$' -fuzztime=$(FUZZTIME) ./internal/awsproto
 	$(GO) test -run='^$$' -fuzz='^FuzzParseAuthorization$$' -fuzztime=$(FUZZTIME) ./internal/sigv4
+	$(GO) test -run='^$$' -fuzz='^FuzzParseScope$$' -fuzztime=$(FUZZTIME) ./internal/sigv4
 	$(GO) test -run='^$$' -fuzz='^FuzzImport$$' -fuzztime=$(FUZZTIME) ./internal/sshkey
 
 # test is the whole suite: what .ci/run runs.
