@@ -67,6 +67,12 @@ func DecodeJSON(body []byte, v any) error {
 	return nil
 }
 
+// RawBody is a REST handler result that is sent as it is rather than encoded as JSON.
+type RawBody struct {
+	ContentType string
+	Body        []byte
+}
+
 // RESTHandler runs one REST-JSON operation and returns the HTTP status and the value to encode as
 // the JSON response body (nil for none).
 type RESTHandler func(ctx context.Context, r *Request) (status int, out any, err error)
@@ -103,6 +109,13 @@ func (s *RESTJSONService) Handle(pattern, op string, h RESTHandler) {
 		status, out, err := h(hr.Context(), r)
 		if err != nil {
 			s.WriteError(w, r, err)
+			return
+		}
+		if raw, ok := out.(RawBody); ok {
+			w.Header().Set("Content-Type", raw.ContentType)
+			w.Header().Set("Content-Length", strconv.Itoa(len(raw.Body)))
+			w.WriteHeader(status)
+			w.Write(raw.Body)
 			return
 		}
 		writeJSON(w, FlavorRESTJSON, status, out)

@@ -66,7 +66,7 @@ func TestProtocolsOfLaterServices(t *testing.T) {
 	s := servertest.Start(t, "")
 	cfg := s.Config(t, nil)
 	ctx := context.Background()
-	_, err := lambda.NewFromConfig(cfg).ListFunctions(ctx, &lambda.ListFunctionsInput{})
+	_, err := lambda.NewFromConfig(cfg).GetAccountSettings(ctx, &lambda.GetAccountSettingsInput{})
 	wantAPIError(t, err, "UnknownOperationException", 404)
 	_, err = cloudwatchlogs.NewFromConfig(cfg).DescribeLogGroups(ctx, &cloudwatchlogs.DescribeLogGroupsInput{})
 	wantAPIError(t, err, "UnknownOperationException", 400)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/nubis/nubis/internal/awsproto"
 	"github.com/nubis/nubis/internal/ec2"
 	"github.com/nubis/nubis/internal/identity"
+	"github.com/nubis/nubis/internal/lambda"
 	"github.com/nubis/nubis/internal/sigv4"
 	"github.com/nubis/nubis/internal/store"
 	"github.com/nubis/nubis/internal/store/sqlite"
@@ -63,6 +65,7 @@ type Server struct {
 	ident    *identity.Identity
 	verifier *sigv4.Verifier
 	services map[string]awsproto.Service
+	lambda   *lambda.Service
 	listener net.Listener
 	http     *http.Server
 }
@@ -114,25 +117,29 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.verifier = &sigv4.Verifier{Keys: s.ident, Region: cfg.Region}
+	if s.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	undo = append(undo, func() { s.listener.Close() })
+	s.lambda = lambda.New(lambda.Config{Store: s.store, DataDir: cfg.DataDir, Region: cfg.Region,
+		Presign: s.presign, Log: cfg.Log.With("component", "lambda")})
+	if err := s.lambda.Start(ctx); err != nil {
+		return nil, err
+	}
+	undo = append(undo, s.lambda.Close)
 	s.services = map[string]awsproto.Service{}
 	for _, svc := range []awsproto.Service{
 		ec2.New(s.store, cfg.Region, cfg.Log.With("component", "ec2")).API(),
 		sts.API(cfg.Log.With("component", "sts")),
-		// Lambda, API Gateway and CloudWatch Logs speak their protocols from here on; their
-		// operations arrive with their own issues, and until then every call is answered with the
+		s.lambda.API(),
+		// API Gateway and CloudWatch Logs speak their protocols from here on; their operations
+		// arrive with their own issues, and until then every call is answered with the
 		// protocol's UnknownOperationException.
-		awsproto.NewRESTJSONService("lambda", true, cfg.Log.With("component", "lambda"),
-			"/2015-03-31/", "/2016-08-19/", "/2017-03-31/", "/2017-10-31/", "/2018-10-31/", "/2019-09-25/",
-			"/2019-09-30/", "/2020-04-22/", "/2020-06-30/", "/2021-10-31/"),
 		awsproto.NewRESTJSONService("apigateway", false, cfg.Log.With("component", "apigateway"), "/v2/"),
 		&awsproto.JSONService{Name: "logs", TargetPrefix: "Logs_20140328", Log: cfg.Log.With("component", "logs")},
 	} {
 		s.services[svc.SigningName()] = svc
 	}
-	if s.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
-	}
-	undo = append(undo, func() { s.listener.Close() })
 	s.http = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -182,9 +189,29 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 func (s *Server) close() error {
+	s.lambda.Close()
 	err := s.store.Close()
 	s.lock.release()
 	return err
+}
+
+// presign makes a presigned GET URL of this server for path, signed with the admin key, as the
+// Lambda service hands out for code downloads.
+func (s *Server) presign(path string, expires time.Duration) (string, error) {
+	key, err := s.ident.AdminKey(context.Background())
+	if err != nil {
+		return "", err
+	}
+	u, err := url.Parse(s.Endpoint() + path)
+	if err != nil {
+		return "", err
+	}
+	signed, err := sigv4.Presign(u, http.MethodGet, sigv4.Scope{AccessKeyID: key.ID, Region: s.cfg.Region, Service: "lambda"},
+		key.Secret, time.Now(), expires)
+	if err != nil {
+		return "", err
+	}
+	return signed.String(), nil
 }
 
 // AdminKey returns the admin access key of the account kept in dataDir, creating the account if the

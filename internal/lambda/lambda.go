@@ -1,0 +1,193 @@
+// Package lambda is nubis's AWS Lambda service: the Lambda REST-JSON API (functions, versions,
+// aliases, concurrency, tags) and the state behind it, kept in the store under
+// "lambda/<account>/<region>/" with code zips as content-addressed files.
+package lambda
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/nubis/nubis/internal/awsproto"
+	"github.com/nubis/nubis/internal/store"
+)
+
+// Config is how the Lambda service is set up.
+type Config struct {
+	Store store.Store
+	// DataDir is where code zips are kept (<DataDir>/code).
+	DataDir string
+	Region  string
+	// AccountConcurrency is the account's concurrency limit (AWS's default is 1,000).
+	AccountConcurrency int
+	// Presign returns a presigned URL for a path of this server (for GetFunction's Code.Location).
+	Presign func(path string, expires time.Duration) (string, error)
+	Log     *slog.Logger
+}
+
+// Service holds Lambda's state and answers its API.
+type Service struct {
+	cfg   Config
+	store store.Store
+	code  codeStore
+	log   *slog.Logger
+	now   func() time.Time
+	// prepare runs the asynchronous part of creating or updating a function; wg lets Close wait.
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	closed bool
+}
+
+// New returns the Lambda service.
+func New(cfg Config) *Service {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.AccountConcurrency == 0 {
+		cfg.AccountConcurrency = 1000
+	}
+	return &Service{cfg: cfg, store: cfg.Store, code: codeStore{dir: filepath.Join(cfg.DataDir, "lambda", "code")},
+		log: cfg.Log, now: time.Now}
+}
+
+// API returns the Lambda REST-JSON API for the server to route to.
+func (s *Service) API() awsproto.Service {
+	api := awsproto.NewRESTJSONService("lambda", true, s.log,
+		"/2015-03-31/", "/2016-08-19/", "/2017-03-31/", "/2017-10-31/", "/2018-10-31/", "/2019-09-25/",
+		"/2019-09-30/", "/2020-04-22/", "/2020-06-30/", "/2021-10-31/", codePath)
+	api.Handle("POST /2015-03-31/functions", "CreateFunction", s.createFunction)
+	api.Handle("GET /2015-03-31/functions/{$}", "ListFunctions", s.listFunctions)
+	api.Handle("GET /2015-03-31/functions", "ListFunctions", s.listFunctions)
+	api.Handle("GET /2015-03-31/functions/{name}", "GetFunction", s.getFunction)
+	api.Handle("GET /2015-03-31/functions/{name}/configuration", "GetFunctionConfiguration", s.getFunctionConfiguration)
+	api.Handle("PUT /2015-03-31/functions/{name}/code", "UpdateFunctionCode", s.updateFunctionCode)
+	api.Handle("PUT /2015-03-31/functions/{name}/configuration", "UpdateFunctionConfiguration", s.updateFunctionConfiguration)
+	api.Handle("DELETE /2015-03-31/functions/{name}", "DeleteFunction", s.deleteFunction)
+	api.Handle("POST /2015-03-31/functions/{name}/versions", "PublishVersion", s.publishVersion)
+	api.Handle("GET /2015-03-31/functions/{name}/versions", "ListVersionsByFunction", s.listVersions)
+	api.Handle("POST /2015-03-31/functions/{name}/aliases", "CreateAlias", s.createAlias)
+	api.Handle("GET /2015-03-31/functions/{name}/aliases", "ListAliases", s.listAliases)
+	api.Handle("GET /2015-03-31/functions/{name}/aliases/{alias}", "GetAlias", s.getAlias)
+	api.Handle("PUT /2015-03-31/functions/{name}/aliases/{alias}", "UpdateAlias", s.updateAlias)
+	api.Handle("DELETE /2015-03-31/functions/{name}/aliases/{alias}", "DeleteAlias", s.deleteAlias)
+	api.Handle("PUT /2017-10-31/functions/{name}/concurrency", "PutFunctionConcurrency", s.putConcurrency)
+	api.Handle("GET /2019-09-30/functions/{name}/concurrency", "GetFunctionConcurrency", s.getConcurrency)
+	api.Handle("DELETE /2017-10-31/functions/{name}/concurrency", "DeleteFunctionConcurrency", s.deleteConcurrency)
+	api.Handle("POST /2017-03-31/tags/{arn}", "TagResource", s.tagResource)
+	api.Handle("DELETE /2017-03-31/tags/{arn}", "UntagResource", s.untagResource)
+	api.Handle("GET /2017-03-31/tags/{arn}", "ListTags", s.listTags)
+	api.Handle("GET "+codePath+"{sha}", "DownloadCode", s.downloadCode)
+	return api
+}
+
+// Start resumes work that a stop interrupted: functions left Pending or InProgress are prepared.
+func (s *Service) Start(ctx context.Context) error {
+	kvs, err := s.store.List(ctx, "lambda/", "", 0)
+	if err != nil {
+		return err
+	}
+	for _, kv := range kvs {
+		if !isLatestKey(kv.Key) {
+			continue
+		}
+		var v version
+		if err := json.Unmarshal(kv.Value, &v); err != nil {
+			return fmt.Errorf("lambda: %s: %w", kv.Key, err)
+		}
+		if v.Config.State == StatePending || v.Config.LastUpdateStatus == UpdateRunning {
+			s.prepareAsync(kv.Key, v.Config.RevisionID)
+		}
+	}
+	return nil
+}
+
+// Close waits for background work to finish.
+func (s *Service) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+var latestKey = regexp.MustCompile(`^lambda/[0-9]+/[a-z0-9-]+/version/[^/]+/\$LATEST$`)
+
+func isLatestKey(k string) bool { return latestKey.MatchString(k) }
+
+// Store keys.
+func (s *Service) prefix(r *awsproto.Request) string {
+	return "lambda/" + r.Caller.AccountID + "/" + s.cfg.Region + "/"
+}
+func (s *Service) functionKey(r *awsproto.Request, name string) string {
+	return s.prefix(r) + "function/" + name
+}
+
+// versionKey orders versions numerically: $LATEST sorts after every zero-padded number.
+func (s *Service) versionKey(r *awsproto.Request, name, ver string) string {
+	if ver != "$LATEST" {
+		var n int
+		fmt.Sscan(ver, &n)
+		ver = fmt.Sprintf("%010d", n)
+	}
+	return s.prefix(r) + "version/" + name + "/" + ver
+}
+func (s *Service) versionsPrefix(r *awsproto.Request, name string) string {
+	return s.prefix(r) + "version/" + name + "/"
+}
+func (s *Service) aliasKey(r *awsproto.Request, name, alias string) string {
+	return s.prefix(r) + "alias/" + name + "/" + alias
+}
+
+// functionARN is the unqualified ARN of a function.
+func (s *Service) functionARN(r *awsproto.Request, name string) string {
+	return fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", s.cfg.Region, r.Caller.AccountID, name)
+}
+
+func getJSON[T any](tx store.Tx, key string) (T, bool, error) {
+	var v T
+	kv, err := tx.Get(key)
+	if errors.Is(err, store.ErrNotFound) {
+		return v, false, nil
+	}
+	if err != nil {
+		return v, false, err
+	}
+	return v, true, json.Unmarshal(kv.Value, &v)
+}
+
+func putJSON(tx store.Tx, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return tx.Put(key, b)
+}
+
+func newRevision() string { return uuid.NewString() }
+
+// decode reads a JSON request body; malformed JSON is Lambda's InvalidRequestContentException.
+func decode(r *awsproto.Request, v any) error {
+	if err := awsproto.DecodeJSON(r.Body, v); err != nil {
+		return badJSON(err)
+	}
+	return nil
+}
+
+// pagination reads Marker and MaxItems (1 to 10,000; default 50).
+func pagination(q url.Values) (marker string, max int, err error) {
+	max = 50
+	if v := q.Get("MaxItems"); v != "" {
+		if _, e := fmt.Sscan(v, &max); e != nil || max < 1 || max > 10000 {
+			return "", 0, validation(v, "maxItems", "Member must have value between 1 and 10000")
+		}
+	}
+	return q.Get("Marker"), max, nil
+}

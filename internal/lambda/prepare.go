@@ -1,0 +1,165 @@
+package lambda
+
+import (
+	"archive/zip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nubis/nubis/internal/store"
+)
+
+// The asynchronous part of creating a function or updating its code: the zip is unpacked once per
+// code hash into <DataDir>/lambda/task/<hex>, the read-only /var/task of its sandboxes, and then
+// the function becomes Active (LastUpdateStatus Successful). Until then it is Pending (InProgress),
+// as on AWS, and the SDKs' function-active and function-updated waiters wait for it.
+
+// taskDir is where the unpacked code of a blob lives.
+func (s *Service) taskDir(hexSum string) string {
+	return filepath.Join(s.cfg.DataDir, "lambda", "task", hexSum)
+}
+
+// prepareAsync prepares the version stored at key in the background; rev is the RevisionId that
+// asked for it, so that a newer change is never overwritten.
+func (s *Service) prepareAsync(key, rev string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if err := s.prepare(ctx, key, rev); err != nil {
+			s.log.Error("preparing function", "key", key, "err", err)
+		}
+	}()
+}
+
+func (s *Service) prepare(ctx context.Context, key, rev string) error {
+	kv, err := s.store.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	var v version
+	if err := json.Unmarshal(kv.Value, &v); err != nil {
+		return err
+	}
+	prepErr := s.unpack(v.CodeHex)
+	return s.store.Update(ctx, func(tx store.Tx) error {
+		kvs, err := tx.List(strings.TrimSuffix(key, "$LATEST"), "", 0)
+		if err != nil {
+			return err
+		}
+		for _, kv := range kvs {
+			var cur version
+			if err := json.Unmarshal(kv.Value, &cur); err != nil {
+				return err
+			}
+			latest := kv.Key == key
+			if latest && cur.Config.RevisionID != rev || cur.CodeHex != v.CodeHex {
+				continue // changed again meanwhile; that change prepares itself
+			}
+			if !latest && cur.Config.State != StatePending {
+				continue
+			}
+			c := &cur.Config
+			c.StateReason, c.StateReasonCode, c.LastUpdateReason, c.LastUpdateCode = "", "", "", ""
+			if prepErr != nil {
+				c.State, c.StateReason, c.StateReasonCode = StateFailed, "The function could not be prepared: "+prepErr.Error(), "InternalError"
+				c.LastUpdateStatus, c.LastUpdateReason, c.LastUpdateCode = UpdateFailed, c.StateReason, "InternalError"
+			} else {
+				c.State, c.LastUpdateStatus = StateActive, UpdateOK
+			}
+			if err := putJSON(tx, kv.Key, cur); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// unpack extracts a code zip into its task dir, once: into a temporary dir, then renamed.
+func (s *Service) unpack(hexSum string) error {
+	dst := s.taskDir(hexSum)
+	if _, err := os.Stat(dst); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dst), ".unpack-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	zr, err := zip.OpenReader(s.code.path(hexSum))
+	if err != nil {
+		return fmt.Errorf("open code: %w", err)
+	}
+	defer zr.Close()
+	for _, f := range zr.File {
+		if err := extract(tmp, f); err != nil {
+			return fmt.Errorf("unpack %s: %w", f.Name, err)
+		}
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil && !os.IsExist(err) {
+		if _, statErr := os.Stat(dst); statErr != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// extract writes one entry below root. checkZip has already refused entries that leave the root.
+func extract(root string, f *zip.File) error {
+	if err := checkEntryName(f.Name); err != nil {
+		return err
+	}
+	target := filepath.Join(root, filepath.FromSlash(f.Name))
+	mode := f.Mode()
+	switch {
+	case mode.IsDir():
+		return os.MkdirAll(target, 0o755)
+	case mode&os.ModeSymlink != 0:
+		dest, err := readAll(f, 4096)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return err
+		}
+		return os.Symlink(string(dest), target)
+	}
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		return err
+	}
+	perm := os.FileMode(0o644)
+	if mode&0o111 != 0 {
+		perm = 0o755
+	}
+	rc, err := f.Open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, io.LimitReader(rc, maxUnzippedBytes+1)); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
