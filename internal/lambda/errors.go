@@ -1,7 +1,6 @@
 package lambda
 
 import (
-
 	"github.com/nubis/nubis/internal/awsproto"
 )
 
@@ -33,4 +32,3 @@ func functionNotFound(arn string) error { return notFound("Function not found: %
 func badJSON(err error) error {
 	return awsproto.Errorf(400, "InvalidRequestContentException", "Could not parse request body into json: %v", err)
 }
-

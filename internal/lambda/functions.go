@@ -117,17 +117,17 @@ type createFunctionInput struct {
 		S3ObjectVersion string
 		ImageUri        string
 	}
-	Description      string
-	Timeout          *int
-	MemorySize       *int
-	Publish          bool
-	PackageType      string
-	Environment      *Environment
-	Tags             map[string]string
-	Architectures    []string
-	EphemeralStorage *EphemeralStorage
-	Layers           []string
-	VpcConfig        *struct{ SubnetIds, SecurityGroupIds []string }
+	Description       string
+	Timeout           *int
+	MemorySize        *int
+	Publish           bool
+	PackageType       string
+	Environment       *Environment
+	Tags              map[string]string
+	Architectures     []string
+	EphemeralStorage  *EphemeralStorage
+	Layers            []string
+	VpcConfig         *struct{ SubnetIds, SecurityGroupIds []string }
 	FileSystemConfigs []any
 }
 

@@ -8,7 +8,7 @@ import (
 	"github.com/nubis/nubis/internal/store"
 )
 
-func jsonBytes(v any) ([]byte, error)      { return json.Marshal(v) }
+func jsonBytes(v any) ([]byte, error)     { return json.Marshal(v) }
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // latestForUpdate loads $LATEST for a change: it must exist, not be mid-update, and match the

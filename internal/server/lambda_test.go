@@ -75,7 +75,10 @@ func createMean(t *testing.T, c *lambda.Client, name string, mutate ...func(*lam
 
 func waitActive(t *testing.T, c *lambda.Client, name string) {
 	t.Helper()
-	w := lambda.NewFunctionActiveV2Waiter(c, func(o *lambda.FunctionActiveV2WaiterOptions) { o.MinDelay = 10 * time.Millisecond; o.MaxDelay = 100 * time.Millisecond })
+	w := lambda.NewFunctionActiveV2Waiter(c, func(o *lambda.FunctionActiveV2WaiterOptions) {
+		o.MinDelay = 10 * time.Millisecond
+		o.MaxDelay = 100 * time.Millisecond
+	})
 	if err := w.Wait(context.Background(), &lambda.GetFunctionInput{FunctionName: aws.String(name)}, 30*time.Second); err != nil {
 		t.Fatalf("function-active waiter: %v", err)
 	}
@@ -83,7 +86,10 @@ func waitActive(t *testing.T, c *lambda.Client, name string) {
 
 func waitUpdated(t *testing.T, c *lambda.Client, name string) {
 	t.Helper()
-	w := lambda.NewFunctionUpdatedV2Waiter(c, func(o *lambda.FunctionUpdatedV2WaiterOptions) { o.MinDelay = 10 * time.Millisecond; o.MaxDelay = 100 * time.Millisecond })
+	w := lambda.NewFunctionUpdatedV2Waiter(c, func(o *lambda.FunctionUpdatedV2WaiterOptions) {
+		o.MinDelay = 10 * time.Millisecond
+		o.MaxDelay = 100 * time.Millisecond
+	})
 	if err := w.Wait(context.Background(), &lambda.GetFunctionInput{FunctionName: aws.String(name)}, 30*time.Second); err != nil {
 		t.Fatalf("function-updated waiter: %v", err)
 	}
