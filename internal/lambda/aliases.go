@@ -2,7 +2,6 @@ package lambda
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 
 	"github.com/nubis/nubis/internal/awsproto"
@@ -81,10 +80,7 @@ func (s *Service) createAlias(ctx context.Context, r *awsproto.Request) (int, an
 		return 0, nil, err
 	}
 	err = s.store.Update(ctx, func(tx store.Tx) error {
-		if _, ok, err := getJSON[function](tx, s.functionKey(r, f.name)); err != nil || !ok {
-			if err == nil {
-				err = functionNotFound(s.functionARN(r, f.name))
-			}
+		if _, err := s.requireFunction(tx, r, f); err != nil {
 			return err
 		}
 		if err := s.checkAliasTarget(tx, r, f.name, a); err != nil {
@@ -107,10 +103,7 @@ func (s *Service) createAlias(ctx context.Context, r *awsproto.Request) (int, an
 }
 
 func (s *Service) loadAlias(tx store.Tx, r *awsproto.Request, f ref, name string) (AliasConfiguration, error) {
-	if _, ok, err := getJSON[function](tx, s.functionKey(r, f.name)); err != nil || !ok {
-		if err == nil {
-			err = functionNotFound(s.functionARN(r, f.name))
-		}
+	if _, err := s.requireFunction(tx, r, f); err != nil {
 		return AliasConfiguration{}, err
 	}
 	a, ok, err := getJSON[AliasConfiguration](tx, s.aliasKey(r, f.name, name))
@@ -210,19 +203,16 @@ func (s *Service) listAliases(ctx context.Context, r *awsproto.Request) (int, an
 	}
 	out := listAliasesOutput{Aliases: []AliasConfiguration{}}
 	err = s.view(ctx, func(tx store.Tx) error {
-		if _, ok, err := getJSON[function](tx, s.functionKey(r, f.name)); err != nil || !ok {
-			if err == nil {
-				err = functionNotFound(s.functionARN(r, f.name))
-			}
+		if _, err := s.requireFunction(tx, r, f); err != nil {
 			return err
 		}
 		after := ""
 		if marker != "" {
-			b, err := base64.RawURLEncoding.DecodeString(marker)
+			pos, err := decodeMarker(marker)
 			if err != nil {
-				return invalidParam("Invalid marker: %s", marker)
+				return err
 			}
-			after = s.aliasKey(r, f.name, string(b))
+			after = s.aliasKey(r, f.name, pos)
 		}
 		kvs, err := tx.List(s.aliasKey(r, f.name, ""), after, 0)
 		if err != nil {
@@ -237,7 +227,7 @@ func (s *Service) listAliases(ctx context.Context, r *awsproto.Request) (int, an
 				continue
 			}
 			if len(out.Aliases) == max {
-				out.NextMarker = base64.RawURLEncoding.EncodeToString([]byte(out.Aliases[max-1].Name))
+				out.NextMarker = encodeMarker(out.Aliases[max-1].Name)
 				break
 			}
 			out.Aliases = append(out.Aliases, a)

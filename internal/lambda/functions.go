@@ -68,12 +68,29 @@ func (s *Service) arn(r *awsproto.Request, f ref) string {
 	return a
 }
 
+// requireFunction returns the function a reference names, or ResourceNotFoundException.
+func (s *Service) requireFunction(tx store.Tx, r *awsproto.Request, f ref) (function, error) {
+	fn, ok, err := getJSON[function](tx, s.functionKey(r, f.name))
+	if err == nil && !ok {
+		err = functionNotFound(s.arn(r, f))
+	}
+	return fn, err
+}
+
+// decodeMarker reads a pagination marker made by encodeMarker.
+func decodeMarker(marker string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(marker)
+	if err != nil {
+		return "", invalidParam("Invalid marker: %s", marker)
+	}
+	return string(b), nil
+}
+
+func encodeMarker(pos string) string { return base64.RawURLEncoding.EncodeToString([]byte(pos)) }
+
 // resolve returns the version a reference names: $LATEST, a number, or an alias's version.
 func (s *Service) resolve(tx store.Tx, r *awsproto.Request, f ref) (version, error) {
-	if _, ok, err := getJSON[function](tx, s.functionKey(r, f.name)); err != nil || !ok {
-		if err == nil {
-			err = functionNotFound(s.arn(r, f))
-		}
+	if _, err := s.requireFunction(tx, r, f); err != nil {
 		return version{}, err
 	}
 	ver := f.qualifier
@@ -271,7 +288,7 @@ func (s *Service) getFunction(ctx context.Context, r *awsproto.Request) (int, an
 		if err != nil {
 			return err
 		}
-		fn, _, err := getJSON[function](tx, s.functionKey(r, f.name))
+		fn, err := s.requireFunction(tx, r, f)
 		if err != nil {
 			return err
 		}
@@ -329,11 +346,11 @@ func (s *Service) listFunctions(ctx context.Context, r *awsproto.Request) (int, 
 	}
 	after := ""
 	if marker != "" {
-		b, err := base64.RawURLEncoding.DecodeString(marker)
+		pos, err := decodeMarker(marker)
 		if err != nil {
-			return 0, nil, invalidParam("Invalid marker: %s", marker)
+			return 0, nil, err
 		}
-		after = s.prefix(r) + "version/" + string(b)
+		after = s.prefix(r) + "version/" + pos
 	}
 	prefix := s.prefix(r) + "version/"
 	kvs, err := s.store.List(ctx, prefix, after, 0)
@@ -347,7 +364,7 @@ func (s *Service) listFunctions(ctx context.Context, r *awsproto.Request) (int, 
 		}
 		if len(out.Functions) == max {
 			last := out.Functions[max-1]
-			out.NextMarker = base64.RawURLEncoding.EncodeToString([]byte(last.FunctionName + "/" + versionSuffix(last.Version)))
+			out.NextMarker = encodeMarker(last.FunctionName + "/" + versionSuffix(last.Version))
 			break
 		}
 		var v version

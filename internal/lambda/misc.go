@@ -78,11 +78,8 @@ func (s *Service) putConcurrency(ctx context.Context, r *awsproto.Request) (int,
 		return 0, nil, validation(n, "reservedConcurrentExecutions", "Member must have value greater than or equal to 0")
 	}
 	err = s.store.Update(ctx, func(tx store.Tx) error {
-		fn, ok, err := getJSON[function](tx, s.functionKey(r, f.name))
-		if err != nil || !ok {
-			if err == nil {
-				err = functionNotFound(s.functionARN(r, f.name))
-			}
+		fn, err := s.requireFunction(tx, r, f)
+		if err != nil {
 			return err
 		}
 		others := 0
@@ -141,12 +138,8 @@ func (s *Service) deleteConcurrency(ctx context.Context, r *awsproto.Request) (i
 func (s *Service) loadFunction(ctx context.Context, r *awsproto.Request, name string) (function, error) {
 	var fn function
 	err := s.view(ctx, func(tx store.Tx) error {
-		var ok bool
 		var err error
-		fn, ok, err = getJSON[function](tx, s.functionKey(r, name))
-		if err == nil && !ok {
-			err = functionNotFound(s.functionARN(r, name))
-		}
+		fn, err = s.requireFunction(tx, r, ref{name: name})
 		return err
 	})
 	return fn, err
@@ -155,11 +148,8 @@ func (s *Service) loadFunction(ctx context.Context, r *awsproto.Request, name st
 // updateFunction changes a function's record in one transaction.
 func (s *Service) updateFunction(ctx context.Context, r *awsproto.Request, name string, change func(*function) error) error {
 	return s.store.Update(ctx, func(tx store.Tx) error {
-		fn, ok, err := getJSON[function](tx, s.functionKey(r, name))
-		if err != nil || !ok {
-			if err == nil {
-				err = functionNotFound(s.functionARN(r, name))
-			}
+		fn, err := s.requireFunction(tx, r, ref{name: name})
+		if err != nil {
 			return err
 		}
 		if err := change(&fn); err != nil {

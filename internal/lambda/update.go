@@ -14,12 +14,9 @@ func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 // latestForUpdate loads $LATEST for a change: it must exist, not be mid-update, and match the
 // caller's RevisionId precondition if one is given.
 func (s *Service) latestForUpdate(tx store.Tx, r *awsproto.Request, f ref, revision string) (function, version, error) {
-	fn, ok, err := getJSON[function](tx, s.functionKey(r, f.name))
+	fn, err := s.requireFunction(tx, r, f)
 	if err != nil {
 		return fn, version{}, err
-	}
-	if !ok {
-		return fn, version{}, functionNotFound(s.functionARN(r, f.name))
 	}
 	v, _, err := getJSON[version](tx, s.versionKey(r, f.name, "$LATEST"))
 	if err != nil {
@@ -195,10 +192,7 @@ func (s *Service) deleteFunction(ctx context.Context, r *awsproto.Request) (int,
 		return 0, nil, invalidParam("Deletion of aliases is not supported. Use DeleteAlias to delete the alias %s.", f.qualifier)
 	}
 	err = s.store.Update(ctx, func(tx store.Tx) error {
-		if _, ok, err := getJSON[function](tx, s.functionKey(r, f.name)); err != nil || !ok {
-			if err == nil {
-				err = functionNotFound(s.arn(r, f))
-			}
+		if _, err := s.requireFunction(tx, r, f); err != nil {
 			return err
 		}
 		aliases, err := tx.List(s.aliasKey(r, f.name, ""), "", 0)

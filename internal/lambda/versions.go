@@ -2,7 +2,6 @@ package lambda
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"strconv"
 
@@ -108,19 +107,16 @@ func (s *Service) listVersions(ctx context.Context, r *awsproto.Request) (int, a
 	}
 	out := listVersionsOutput{Versions: []FunctionConfiguration{}}
 	err = s.view(ctx, func(tx store.Tx) error {
-		if _, ok, err := getJSON[function](tx, s.functionKey(r, f.name)); err != nil || !ok {
-			if err == nil {
-				err = functionNotFound(s.functionARN(r, f.name))
-			}
+		if _, err := s.requireFunction(tx, r, f); err != nil {
 			return err
 		}
 		after := ""
 		if marker != "" {
-			b, err := base64.RawURLEncoding.DecodeString(marker)
+			pos, err := decodeMarker(marker)
 			if err != nil {
-				return invalidParam("Invalid marker: %s", marker)
+				return err
 			}
-			after = s.versionsPrefix(r, f.name) + string(b)
+			after = s.versionsPrefix(r, f.name) + pos
 		}
 		kvs, err := tx.List(s.versionsPrefix(r, f.name), after, max+1)
 		if err != nil {
@@ -128,7 +124,7 @@ func (s *Service) listVersions(ctx context.Context, r *awsproto.Request) (int, a
 		}
 		for i, kv := range kvs {
 			if i == max {
-				out.NextMarker = base64.RawURLEncoding.EncodeToString([]byte(versionSuffix(out.Versions[max-1].Version)))
+				out.NextMarker = encodeMarker(versionSuffix(out.Versions[max-1].Version))
 				break
 			}
 			var v version
