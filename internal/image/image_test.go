@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -132,7 +133,6 @@ echo host-dns > "$target/etc/resolv.conf"
 echo host > "$target/etc/hostname"
 echo "root:x:0:0:root:/root:/bin/bash" > "$target/etc/passwd"
 echo "root:x:0:" > "$target/etc/group"
-echo "shadow:x:42:" >> "$target/etc/group"
 touch "$target/var/cache/apt/archives/x.deb" "$target/var/lib/apt/lists/deb.debian.org_Packages" "$target/usr/bin/python3"
 echo "I: Base system installed successfully."
 sleep 1
@@ -241,5 +241,9 @@ func TestLambdaRuntime(t *testing.T) {
 	}
 	if pw, _ := os.ReadFile(filepath.Join(root, "etc/passwd")); !strings.Contains(string(pw), "sbx_user1051:x:993:990:") {
 		t.Errorf("etc/passwd lacks sbx_user1051")
+	}
+	if fi, err := os.Stat(filepath.Join(root, "etc/shadow")); err != nil || fi.Mode().Perm() != 0o640 ||
+		fi.Sys().(*syscall.Stat_t).Gid != 42 {
+		t.Errorf("etc/shadow: %v %v, want 0640 root:shadow", fi.Mode(), err)
 	}
 }
