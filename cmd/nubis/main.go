@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/nubis/nubis/internal/server"
 	"github.com/nubis/nubis/internal/version"
@@ -83,6 +84,8 @@ func serve(args []string, stderr io.Writer) int {
 	listen := fs.String("listen", server.DefaultListen, "TCP `address` of the AWS API")
 	dataDir := fs.String("data-dir", server.DefaultDataDir(), "`directory` of the store (one server per directory)")
 	region := fs.String("region", server.DefaultRegion, "the AWS `region` this server is")
+	ociRuntime := fs.String("oci-runtime", "runc", "OCI runtime `binary` that runs sandboxes (runc; runsc for gVisor)")
+	keepWarm := fs.Duration("keep-warm", 10*time.Minute, "how long an idle Lambda execution environment is kept warm")
 	logFormat := fs.String("log-format", "text", "log `format`: text or json")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -115,7 +118,8 @@ func serve(args []string, stderr io.Writer) int {
 	log := slog.New(h)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv, err := server.New(ctx, server.Config{Listen: *listen, DataDir: *dataDir, Region: *region, Log: log})
+	srv, err := server.New(ctx, server.Config{Listen: *listen, DataDir: *dataDir, Region: *region, Log: log,
+		Runtime: *ociRuntime, KeepWarm: *keepWarm})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1

@@ -15,6 +15,9 @@ type Error struct {
 	Status  int
 	Code    string
 	Message string
+	// Fields are further members of the error shape that JSON protocols render in the body
+	// (such as Lambda's Reason on TooManyRequestsException).
+	Fields map[string]string
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }

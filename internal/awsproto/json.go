@@ -28,6 +28,9 @@ func writeJSONError(w http.ResponseWriter, r *Request, f Flavor, err error, type
 			body["Type"] = "Service"
 		}
 	}
+	for k, v := range e.Fields {
+		body[k] = v
+	}
 	w.Header().Set("X-Amzn-Errortype", e.Code)
 	writeJSON(w, f, e.Status, body)
 }
@@ -70,6 +73,7 @@ func DecodeJSON(body []byte, v any) error {
 // RawBody is a REST handler result that is sent as it is rather than encoded as JSON.
 type RawBody struct {
 	ContentType string
+	Header      http.Header
 	Body        []byte
 }
 
@@ -112,6 +116,9 @@ func (s *RESTJSONService) Handle(pattern, op string, h RESTHandler) {
 			return
 		}
 		if raw, ok := out.(RawBody); ok {
+			for k, vs := range raw.Header {
+				w.Header()[k] = vs
+			}
 			w.Header().Set("Content-Type", raw.ContentType)
 			w.Header().Set("Content-Length", strconv.Itoa(len(raw.Body)))
 			w.WriteHeader(status)

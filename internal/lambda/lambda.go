@@ -12,13 +12,18 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/nubis/nubis/internal/awsproto"
+	"github.com/nubis/nubis/internal/image"
+	"github.com/nubis/nubis/internal/netns"
+	"github.com/nubis/nubis/internal/sandbox"
 	"github.com/nubis/nubis/internal/store"
+	"github.com/nubis/nubis/runtimes"
 )
 
 // Config is how the Lambda service is set up.
@@ -32,6 +37,18 @@ type Config struct {
 	// Presign returns a presigned URL for a path of this server (for GetFunction's Code.Location).
 	Presign func(path string, expires time.Duration) (string, error)
 	Log     *slog.Logger
+	// RuntimeDir is where the runtime clients are installed (<DataDir>/lambda/runtime); set by New.
+	RuntimeDir string
+
+	// Sandboxes runs execution environments; nil when this host cannot (not root, no runc):
+	// then functions can be managed but Invoke answers ServiceException.
+	Sandboxes sandbox.Driver
+	// Images builds the runtime image (required with Sandboxes).
+	Images *image.Builder
+	// NetnsDir holds the environments' network namespaces (default <DataDir>/lambda/netns).
+	NetnsDir string
+	// KeepWarm is how long an idle environment is kept before it is reclaimed (default 10 min).
+	KeepWarm time.Duration
 }
 
 // Service holds Lambda's state and answers its API.
@@ -45,6 +62,14 @@ type Service struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	closed bool
+
+	pool    *pool
+	logs    logStore
+	kick    chan struct{}
+	stopBg  context.CancelFunc
+	imageMu sync.Mutex
+	rootfs  string // the runtime image, once built
+	imageID string
 }
 
 // New returns the Lambda service.
@@ -55,8 +80,18 @@ func New(cfg Config) *Service {
 	if cfg.AccountConcurrency == 0 {
 		cfg.AccountConcurrency = 1000
 	}
-	return &Service{cfg: cfg, store: cfg.Store, code: codeStore{dir: filepath.Join(cfg.DataDir, "lambda", "code")},
-		log: cfg.Log, now: time.Now}
+	if cfg.NetnsDir == "" {
+		cfg.NetnsDir = filepath.Join(cfg.DataDir, "lambda", "netns")
+	}
+	if cfg.KeepWarm == 0 {
+		cfg.KeepWarm = 10 * time.Minute
+	}
+	cfg.RuntimeDir = filepath.Join(cfg.DataDir, "lambda", "runtime")
+	s := &Service{cfg: cfg, store: cfg.Store, code: codeStore{dir: filepath.Join(cfg.DataDir, "lambda", "code")},
+		log: cfg.Log, now: time.Now, kick: make(chan struct{}, 1),
+		logs: logStore{dir: filepath.Join(cfg.DataDir, "lambda", "logs"), region: cfg.Region}}
+	s.pool = newPool(s)
+	return s
 }
 
 // API returns the Lambda REST-JSON API for the server to route to.
@@ -85,12 +120,41 @@ func (s *Service) API() awsproto.Service {
 	api.Handle("POST /2017-03-31/tags/{arn}", "TagResource", s.tagResource)
 	api.Handle("DELETE /2017-03-31/tags/{arn}", "UntagResource", s.untagResource)
 	api.Handle("GET /2017-03-31/tags/{arn}", "ListTags", s.listTags)
+	api.Handle("POST /2015-03-31/functions/{name}/invocations", "Invoke", s.invoke)
 	api.Handle("GET "+codePath+"{sha}", "DownloadCode", s.downloadCode)
 	return api
 }
 
-// Start resumes work that a stop interrupted: functions left Pending or InProgress are prepared.
+// Start cleans up what a previous run left (sandboxes and network namespaces of environments,
+// which do not outlive the server that served their Runtime API), installs the runtime clients,
+// resumes work that a stop interrupted (functions left Pending or InProgress, queued events) and
+// starts reclaiming idle environments.
 func (s *Service) Start(ctx context.Context) error {
+	if s.cfg.Sandboxes != nil {
+		ids, err := s.cfg.Sandboxes.List(ctx)
+		if err != nil {
+			return fmt.Errorf("lambda: list sandboxes: %w", err)
+		}
+		for _, id := range ids {
+			if strings.HasPrefix(id, "lambda-") {
+				if err := s.cfg.Sandboxes.Remove(ctx, id); err != nil {
+					return fmt.Errorf("lambda: remove leftover sandbox %s: %w", id, err)
+				}
+				s.log.Info("removed a leftover environment", "sandbox", id)
+			}
+		}
+		if err := netns.Cleanup(s.cfg.NetnsDir); err != nil {
+			return fmt.Errorf("lambda: clean network namespaces: %w", err)
+		}
+	}
+	if err := runtimes.Install(s.cfg.RuntimeDir); err != nil {
+		return fmt.Errorf("lambda: install runtime clients: %w", err)
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	s.stopBg = cancel
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.pool.reap(bg, s.cfg.KeepWarm) }()
+	go func() { defer s.wg.Done(); s.runQueue(bg) }()
 	kvs, err := s.store.List(ctx, "lambda/", "", 0)
 	if err != nil {
 		return err
@@ -110,12 +174,22 @@ func (s *Service) Start(ctx context.Context) error {
 	return nil
 }
 
-// Close waits for background work to finish.
+// Close stops the environments and waits for background work to finish.
 func (s *Service) Close() {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
+	if s.stopBg != nil {
+		s.stopBg()
+	}
+	s.pool.close()
 	s.wg.Wait()
+	s.pool.close() // environments released by invocations that finished meanwhile
+	if s.cfg.Sandboxes != nil {
+		if err := netns.Release(s.cfg.NetnsDir); err != nil {
+			s.log.Warn("releasing network namespaces", "err", err)
+		}
+	}
 }
 
 var latestKey = regexp.MustCompile(`^lambda/[0-9]+/[a-z0-9-]+/version/[^/]+/\$LATEST$`)

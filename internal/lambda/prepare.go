@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nubis/nubis/internal/image"
 	"github.com/nubis/nubis/internal/store"
 )
 
@@ -53,6 +54,9 @@ func (s *Service) prepare(ctx context.Context, key, rev string) error {
 		return err
 	}
 	prepErr := s.unpack(v.CodeHex)
+	if prepErr == nil {
+		prepErr = s.ensureImage(ctx)
+	}
 	return s.store.Update(ctx, func(tx store.Tx) error {
 		kvs, err := tx.List(strings.TrimSuffix(key, "$LATEST"), "", 0)
 		if err != nil {
@@ -162,4 +166,23 @@ func extract(root string, f *zip.File) error {
 		return err
 	}
 	return out.Close()
+}
+
+// ensureImage builds (once; later from the cache) the root filesystem environments run on.
+func (s *Service) ensureImage(ctx context.Context) error {
+	if s.cfg.Sandboxes == nil {
+		return nil
+	}
+	s.imageMu.Lock()
+	defer s.imageMu.Unlock()
+	if s.rootfs != "" {
+		return nil
+	}
+	s.log.Info("preparing the Lambda runtime image (built from Debian packages once, then cached)")
+	rootfs, err := s.cfg.Images.Ensure(ctx, image.LambdaRuntime)
+	if err != nil {
+		return fmt.Errorf("runtime image: %w", err)
+	}
+	s.rootfs, s.imageID = rootfs, image.LambdaRuntime.ID()
+	return nil
 }

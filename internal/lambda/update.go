@@ -234,6 +234,9 @@ func (s *Service) deleteFunction(ctx context.Context, r *awsproto.Request) (int,
 	if err != nil {
 		return 0, nil, err
 	}
+	if f.qualifier == "" {
+		s.pool.retire(r.Caller.AccountID, f.name)
+	}
 	return 204, nil, nil
 }
 

@@ -261,3 +261,13 @@ func onThread(fn func(tid int) error, fd int) error {
 	}()
 	return <-done
 }
+
+// Release unpins every namespace file in dir and unmounts dir itself, undoing what New set up;
+// for a clean stop.
+func Release(dir string) error {
+	err := Cleanup(dir)
+	if uerr := unix.Unmount(dir, unix.MNT_DETACH); uerr != nil && !errors.Is(uerr, unix.EINVAL) && !errors.Is(uerr, unix.ENOENT) {
+		err = errors.Join(err, fmt.Errorf("unmount netns dir %s: %w", dir, uerr))
+	}
+	return err
+}

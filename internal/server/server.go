@@ -11,13 +11,17 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"time"
 
 	"github.com/nubis/nubis/internal/awsproto"
 	"github.com/nubis/nubis/internal/ec2"
 	"github.com/nubis/nubis/internal/identity"
+	"github.com/nubis/nubis/internal/image"
 	"github.com/nubis/nubis/internal/lambda"
+	"github.com/nubis/nubis/internal/sandbox"
+	"github.com/nubis/nubis/internal/sandbox/runc"
 	"github.com/nubis/nubis/internal/sigv4"
 	"github.com/nubis/nubis/internal/store"
 	"github.com/nubis/nubis/internal/store/sqlite"
@@ -34,6 +38,12 @@ type Config struct {
 	Region string
 	// Log is the logger; components get children of it.
 	Log *slog.Logger
+	// ImageCache holds images built from Debian packages (default /var/cache/nubis/images).
+	ImageCache string
+	// KeepWarm is how long an idle Lambda execution environment is kept (default 10 minutes).
+	KeepWarm time.Duration
+	// Runtime is the OCI runtime binary that runs sandboxes (default runc).
+	Runtime string
 	// ShutdownTimeout bounds how long a stop waits for in-flight requests (default 30 s).
 	ShutdownTimeout time.Duration
 }
@@ -93,6 +103,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = 30 * time.Second
 	}
+	if abs, err := filepath.Abs(cfg.DataDir); err == nil {
+		cfg.DataDir = abs
+	}
 	s := &Server{cfg: cfg, log: cfg.Log.With("component", "server")}
 	var undo []func()
 	defer func() {
@@ -121,8 +134,15 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	undo = append(undo, func() { s.listener.Close() })
-	s.lambda = lambda.New(lambda.Config{Store: s.store, DataDir: cfg.DataDir, Region: cfg.Region,
-		Presign: s.presign, Log: cfg.Log.With("component", "lambda")})
+	lcfg := lambda.Config{Store: s.store, DataDir: cfg.DataDir, Region: cfg.Region,
+		Presign: s.presign, Log: cfg.Log.With("component", "lambda"), KeepWarm: cfg.KeepWarm}
+	if drv, why := sandboxDriver(ctx, cfg); drv != nil {
+		lcfg.Sandboxes = drv
+		lcfg.Images = &image.Builder{CacheDir: cfg.ImageCache, Log: cfg.Log.With("component", "image")}
+	} else {
+		s.log.Warn("functions cannot run on this host: "+why, "component", "lambda")
+	}
+	s.lambda = lambda.New(lcfg)
 	if err := s.lambda.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -227,4 +247,27 @@ func AdminKey(ctx context.Context, dataDir string) (identity.AccessKey, error) {
 		return identity.AccessKey{}, err
 	}
 	return ident.AdminKey(ctx)
+}
+
+// sandboxDriver returns the OCI runtime driver for Lambda environments, or nil and the reason
+// when this host cannot run sandboxes.
+func sandboxDriver(ctx context.Context, cfg Config) (sandbox.Driver, string) {
+	if os.Geteuid() != 0 {
+		return nil, "sandboxes need nubis to run as root"
+	}
+	bin := cfg.Runtime
+	if bin == "" {
+		bin = "runc"
+	}
+	if _, err := exec.LookPath(bin); err != nil {
+		if _, err2 := os.Stat("/usr/sbin/" + bin); err2 != nil {
+			return nil, fmt.Sprintf("the OCI runtime %q is not installed (make deps installs runc)", bin)
+		}
+	}
+	drv, err := runc.New(ctx, runc.Config{Runtime: cfg.Runtime, StateDir: filepath.Join(cfg.DataDir, "sandboxes"),
+		Log: cfg.Log.With("component", "sandbox")})
+	if err != nil {
+		return nil, err.Error()
+	}
+	return drv, ""
 }

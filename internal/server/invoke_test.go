@@ -1,0 +1,227 @@
+package server_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/nubis/nubis/internal/server/servertest"
+)
+
+// needSandboxes skips a test that runs functions when this host cannot (not root, no runc), and
+// fails it instead under NUBIS_REQUIRE_ALL=1.
+func needSandboxes(t *testing.T) {
+	t.Helper()
+	why := ""
+	if os.Geteuid() != 0 {
+		why = "running functions needs root"
+	} else if _, err := exec.LookPath("runc"); err != nil {
+		if _, err := os.Stat("/usr/sbin/runc"); err != nil {
+			why = "running functions needs runc (make deps installs it)"
+		}
+	}
+	if why == "" {
+		return
+	}
+	if os.Getenv("NUBIS_REQUIRE_ALL") == "1" {
+		t.Fatalf("%s (NUBIS_REQUIRE_ALL=1)", why)
+	}
+	t.Skip(why)
+}
+
+func createFunction(t *testing.T, c *lambda.Client, name string, rt types.Runtime, handler string, files ...zipEntry) {
+	t.Helper()
+	createMean(t, c, name, func(in *lambda.CreateFunctionInput) {
+		in.Runtime, in.Handler = rt, aws.String(handler)
+		in.Code.ZipFile = makeZip(t, files...)
+	})
+}
+
+type invokeResult struct {
+	payload  string
+	fnError  string
+	log      string
+	executed string
+}
+
+func invoke(t *testing.T, c *lambda.Client, name, payload string) invokeResult {
+	t.Helper()
+	out, err := c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String(name), Payload: []byte(payload), LogType: types.LogTypeTail})
+	if err != nil {
+		t.Fatalf("Invoke %s: %v", name, err)
+	}
+	log, _ := base64.StdEncoding.DecodeString(aws.ToString(out.LogResult))
+	return invokeResult{payload: string(out.Payload), fnError: aws.ToString(out.FunctionError), log: string(log), executed: aws.ToString(out.ExecutedVersion)}
+}
+
+func TestInvokePython(t *testing.T) {
+	needSandboxes(t)
+	s := servertest.Start(t, "")
+	c := lambda.NewFromConfig(s.Config(t, nil))
+	createMean(t, c, "calculate_mean")
+	cold := invoke(t, c, "calculate_mean", `{"nums": [1, 2, 3, 4, 5]}`)
+	if cold.payload != `{"statusCode": 200, "body": 3}` || cold.fnError != "" || cold.executed != "$LATEST" {
+		t.Fatalf("cold invoke: %+v", cold)
+	}
+	for _, want := range []string{"START RequestId: ", " Version: $LATEST", "END RequestId: ", "REPORT RequestId: ",
+		"\tBilled Duration: ", "\tMemory Size: 128 MB\tMax Memory Used: ", "\tInit Duration: "} {
+		if !strings.Contains(cold.log, want) {
+			t.Fatalf("cold log has no %q:\n%s", want, cold.log)
+		}
+	}
+	warm := invoke(t, c, "calculate_mean", `{"nums": [1.5, 2.5]}`)
+	if warm.payload != `{"statusCode": 200, "body": 2.0}` || strings.Contains(warm.log, "Init Duration") {
+		t.Fatalf("warm invoke: %+v", warm)
+	}
+	// An unhandled error.
+	bad := invoke(t, c, "calculate_mean", `{"numbers": []}`)
+	var e struct{ ErrorType, ErrorMessage string }
+	json.Unmarshal([]byte(bad.payload), &e)
+	if bad.fnError != "Unhandled" || e.ErrorType != "KeyError" {
+		t.Fatalf("function error: %+v", bad)
+	}
+	_, err := c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("calculate_mean"), Payload: []byte("{not json")})
+	wantAPIError(t, err, "InvalidRequestContentException", 400)
+	_, err = c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("nope")})
+	wantAPIError(t, err, "ResourceNotFoundException", 404)
+	dry, err := c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("calculate_mean"), InvocationType: types.InvocationTypeDryRun})
+	if err != nil || dry.StatusCode != 204 {
+		t.Fatalf("DryRun: %v %v", dry, err)
+	}
+}
+
+func TestInvokeFailures(t *testing.T) {
+	needSandboxes(t)
+	s := servertest.Start(t, "")
+	c := lambda.NewFromConfig(s.Config(t, nil))
+	createFunction(t, c, "slow", types.RuntimePython312, "app.handler", zipEntry{name: "app.py", body: "import time\ndef handler(e, c):\n    time.sleep(5)\n"})
+	if _, err := c.UpdateFunctionConfiguration(context.Background(), &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String("slow"), Timeout: aws.Int32(1)}); err != nil {
+		t.Fatal(err)
+	}
+	waitUpdated(t, c, "slow")
+	r := invoke(t, c, "slow", `{}`)
+	if r.fnError != "Unhandled" || !strings.Contains(r.payload, `"errorType": "Sandbox.Timedout"`) && !strings.Contains(r.payload, `"errorType":"Sandbox.Timedout"`) ||
+		!strings.Contains(r.payload, "Task timed out after 1.00 seconds") || !strings.Contains(r.log, "Status: timeout") {
+		t.Fatalf("timeout: %+v", r)
+	}
+	createFunction(t, c, "hog", types.RuntimePython312, "app.handler", zipEntry{name: "app.py", body: "def handler(e, c):\n    x = bytearray(512 << 20)\n    return len(x)\n"})
+	r = invoke(t, c, "hog", `{}`)
+	if r.fnError != "Unhandled" || !strings.Contains(r.payload, "Runtime.OutOfMemory") {
+		t.Fatalf("out of memory: %+v", r)
+	}
+	createFunction(t, c, "quitter", types.RuntimePython312, "app.handler", zipEntry{name: "app.py", body: "import os\ndef handler(e, c):\n    os._exit(3)\n"})
+	r = invoke(t, c, "quitter", `{}`)
+	if r.fnError != "Unhandled" || !strings.Contains(r.payload, "Runtime.ExitError") || !strings.Contains(r.payload, "exit status 3") {
+		t.Fatalf("exit: %+v", r)
+	}
+	createFunction(t, c, "missing", types.RuntimePython312, "nothere.handler", zipEntry{name: "app.py", body: "def handler(e, c):\n    return 1\n"})
+	r = invoke(t, c, "missing", `{}`)
+	if r.fnError != "Unhandled" || !strings.Contains(r.payload, "Runtime.ImportModuleError") {
+		t.Fatalf("import error: %+v", r)
+	}
+	createFunction(t, c, "nohandler", types.RuntimePython312, "app.nope", zipEntry{name: "app.py", body: "def handler(e, c):\n    return 1\n"})
+	r = invoke(t, c, "nohandler", `{}`)
+	if r.fnError != "Unhandled" || !strings.Contains(r.payload, "Runtime.HandlerNotFound") {
+		t.Fatalf("handler not found: %+v", r)
+	}
+}
+
+const probe = `import os, json
+def handler(event, context):
+    def readable(p):
+        try:
+            open(p).read(1)
+            return True
+        except Exception:
+            return False
+    pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    mine = "/tmp/" + event["mark"]
+    open(mine, "w").write("x")
+    forks = 0
+    try:
+        for _ in range(5000):
+            if os.fork() == 0:
+                import time; time.sleep(2); os._exit(0)
+            forks += 1
+    except OSError:
+        pass
+    return {"pids": len(pids), "tmp": sorted(os.listdir("/tmp")), "host_file": readable("/work/main/go.mod") or readable("/etc/shadow"),
+            "forks": forks, "uid": os.getuid(), "env": os.environ.get("AWS_LAMBDA_FUNCTION_NAME"),
+            "task_writable": os.access("/var/task", os.W_OK), "root_writable": os.access("/", os.W_OK)}
+`
+
+// TestIsolation checks what a function can and cannot do: it sees only its own processes, its own
+// /tmp, none of the host's files, cannot fork without bound, runs without root, on a read-only root.
+func TestIsolation(t *testing.T) {
+	needSandboxes(t)
+	s := servertest.Start(t, "")
+	c := lambda.NewFromConfig(s.Config(t, nil))
+	// Two functions, so two environments: neither sees the other's /tmp or processes.
+	var results []invokeResult
+	for _, name := range []string{"probe", "probe2"} {
+		createMean(t, c, name, func(in *lambda.CreateFunctionInput) {
+			in.Runtime, in.Handler, in.Timeout, in.MemorySize = types.RuntimePython312, aws.String("app.handler"), aws.Int32(60), aws.Int32(1769)
+			in.Code.ZipFile = makeZip(t, zipEntry{name: "app.py", body: probe})
+		})
+	}
+	for _, name := range []string{"probe", "probe2"} {
+		results = append(results, invoke(t, c, name, `{"mark": "`+name+`"}`))
+	}
+	for i, r := range results {
+		var got struct {
+			Pids, Forks, UID int
+			Tmp              []string
+			HostFile         bool `json:"host_file"`
+			Env              string
+			TaskWritable     bool `json:"task_writable"`
+			RootWritable     bool `json:"root_writable"`
+		}
+		if err := json.Unmarshal([]byte(r.payload), &got); err != nil {
+			t.Fatalf("%s: %v", r.payload, err)
+		}
+		if got.HostFile || got.UID == 0 || got.TaskWritable || got.RootWritable || !strings.HasPrefix(got.Env, "probe") || got.Pids > 5 ||
+			len(got.Tmp) != 1 || got.Forks >= 1024 {
+			t.Fatalf("environment %d is not isolated: %+v (payload %s)", i, got, r.payload)
+		}
+	}
+}
+
+// TestConcurrentInvocationsScaleOut runs 20 one-second invocations at once: they take about a
+// second together, not twenty.
+func TestConcurrentInvocationsScaleOut(t *testing.T) {
+	needSandboxes(t)
+	s := servertest.Start(t, "")
+	c := lambda.NewFromConfig(s.Config(t, nil))
+	createFunction(t, c, "sleepy", types.RuntimePython312, "app.handler", zipEntry{name: "app.py", body: "import time\ndef handler(e, c):\n    time.sleep(1)\n    return 'ok'\n"})
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r := invoke(t, c, "sleepy", "{}"); r.payload != `"ok"` {
+				t.Errorf("invoke: %+v", r)
+			}
+		}()
+	}
+	wg.Wait()
+	if d := time.Since(start); d > 8*time.Second {
+		t.Fatalf("20 concurrent 1-second invocations took %v: they did not run side by side", d)
+	}
+	// Reserved concurrency 0 throttles.
+	if _, err := c.PutFunctionConcurrency(context.Background(), &lambda.PutFunctionConcurrencyInput{FunctionName: aws.String("sleepy"), ReservedConcurrentExecutions: aws.Int32(0)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("sleepy")})
+	wantAPIError(t, err, "TooManyRequestsException", 429)
+}
