@@ -138,6 +138,10 @@ func (s *Server) next(w http.ResponseWriter, r *http.Request) {
 	case <-r.Context().Done():
 		return
 	}
+	if r.Context().Err() != nil {
+		s.requeue(c) // the runtime gave up this poll; the next one gets the invocation
+		return
+	}
 	s.mu.Lock()
 	s.current = c
 	s.mu.Unlock()
@@ -155,7 +159,20 @@ func (s *Server) next(w http.ResponseWriter, r *http.Request) {
 	if c.inv.CognitoIdentity != "" {
 		h.Set("Lambda-Runtime-Cognito-Identity", c.inv.CognitoIdentity)
 	}
-	w.Write(c.inv.Payload)
+	if _, err := w.Write(c.inv.Payload); err != nil {
+		s.take(c.inv.RequestID)
+		s.requeue(c)
+	}
+}
+
+// requeue offers an invocation whose hand-out failed to the runtime's next poll.
+func (s *Server) requeue(c *call) {
+	go func() {
+		select {
+		case s.calls <- c:
+		case <-s.closed:
+		}
+	}()
 }
 
 // take returns the pending call with the request id, and forgets it.

@@ -225,3 +225,77 @@ func TestConcurrentInvocationsScaleOut(t *testing.T) {
 	_, err := c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("sleepy")})
 	wantAPIError(t, err, "TooManyRequestsException", 429)
 }
+
+func TestInvokeNodeAndProvided(t *testing.T) {
+	needSandboxes(t)
+	s := servertest.Start(t, "")
+	c := lambda.NewFromConfig(s.Config(t, nil))
+	createFunction(t, c, "node-mean", types.RuntimeNodejs18x, "index.handler", zipEntry{name: "index.js", body: `
+exports.handler = async (event, context) => {
+  console.log("averaging", event.nums.length, "numbers");
+  return { statusCode: 200, body: event.nums.reduce((a, b) => a + b, 0) / event.nums.length, fn: context.functionName };
+};`})
+	r := invoke(t, c, "node-mean", `{"nums": [1, 2, 3, 4, 5]}`)
+	if r.payload != `{"statusCode":200,"body":3,"fn":"node-mean"}` || !strings.Contains(r.log, "\tINFO\taveraging 5 numbers") {
+		t.Fatalf("node: %+v", r)
+	}
+
+	// A Go function built with aws-lambda-go runs unchanged as provided.al2023's bootstrap.
+	bin := t.TempDir() + "/bootstrap"
+	build := exec.Command("go", "build", "-o", bin, "github.com/nubis/nubis/test/functions/gomean")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the Go function: %v\n%s", err, out)
+	}
+	exe, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	createFunction(t, c, "go-mean", types.RuntimeProvidedal2023, "bootstrap", zipEntry{name: "bootstrap", body: string(exe), mode: 0o755})
+	r = invoke(t, c, "go-mean", `{"nums": [1, 2, 3, 4, 5]}`)
+	var got struct {
+		StatusCode int
+		Body       float64
+		RequestID  string
+	}
+	if err := json.Unmarshal([]byte(r.payload), &got); err != nil || got.StatusCode != 200 || got.Body != 3 || len(got.RequestID) != 36 {
+		t.Fatalf("go: %+v (%v)", r, err)
+	}
+	r = invoke(t, c, "go-mean", `{"nums": []}`)
+	if r.fnError != "Unhandled" || !strings.Contains(r.payload, "no numbers") {
+		t.Fatalf("go error: %+v", r)
+	}
+}
+
+func TestInvokeEvent(t *testing.T) {
+	needSandboxes(t)
+	s := servertest.Start(t, "")
+	c := lambda.NewFromConfig(s.Config(t, nil))
+	createFunction(t, c, "async", types.RuntimePython312, "app.handler", zipEntry{name: "app.py", body: "def handler(e, c):\n    print('got', e['n'])\n    return e\n"})
+	out, err := c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("async"), InvocationType: types.InvocationTypeEvent,
+		Payload: []byte(`{"n": 42}`)})
+	if err != nil || out.StatusCode != 202 {
+		t.Fatalf("Event invoke: %v %v", out, err)
+	}
+	_, err = c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("async"), InvocationType: types.InvocationTypeEvent,
+		Payload: []byte(`{"big": "` + strings.Repeat("x", 300<<10) + `"}`)})
+	wantAPIError(t, err, "RequestEntityTooLargeException", 413)
+	// The event runs in the background and its log lands in the function's log group.
+	dir := s.DataDir + "/lambda/logs/" + s.Identity().Account().ID + "/us-east-1/async"
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var all strings.Builder
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			b, _ := os.ReadFile(dir + "/" + e.Name())
+			all.Write(b)
+		}
+		if strings.Contains(all.String(), `got 42`) && strings.Contains(all.String(), `REPORT RequestId:`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the event did not run within 30 s; log group:\n%s", all.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

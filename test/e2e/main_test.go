@@ -57,7 +57,8 @@ type server struct {
 	dataDir  string
 	endpoint string
 	logs     *logBuffer
-	done     chan error
+	done     chan struct{} // closed when the process has exited; err is then its exit error
+	err      error
 }
 
 // startServer runs `nubis serve` on a free loopback port with dataDir and waits until it answers
@@ -72,7 +73,7 @@ func startServer(t *testing.T, dataDir string) *server {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{cmd: cmd, dataDir: dataDir, logs: &logBuffer{}, done: make(chan error, 1)}
+	s := &server{cmd: cmd, dataDir: dataDir, logs: &logBuffer{}, done: make(chan struct{})}
 	ready := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -84,13 +85,14 @@ func startServer(t *testing.T, dataDir string) *server {
 				ready <- fmt.Sprint(rec["endpoint"])
 			}
 		}
-		s.done <- cmd.Wait()
+		s.err = cmd.Wait()
+		close(s.done)
 	}()
 	t.Cleanup(func() { s.kill() })
 	select {
 	case s.endpoint = <-ready:
-	case err := <-s.done:
-		t.Fatalf("nubis serve exited before it was ready: %v\n%s", err, s.logs)
+	case <-s.done:
+		t.Fatalf("nubis serve exited before it was ready: %v\n%s", s.err, s.logs)
 	case <-time.After(20 * time.Second):
 		t.Fatalf("nubis serve not ready after 20 s:\n%s", s.logs)
 	}
@@ -105,13 +107,24 @@ func startServer(t *testing.T, dataDir string) *server {
 	return s
 }
 
+// kill stops the server at the end of a test: gracefully (so that it releases its environments'
+// mounts), and by SIGKILL if it does not stop in time.
 func (s *server) kill() {
-	if s.cmd.ProcessState == nil {
-		s.cmd.Process.Kill()
-		select {
-		case <-s.done:
-		case <-time.After(10 * time.Second):
-		}
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+		return
+	case <-time.After(20 * time.Second):
+	}
+	s.cmd.Process.Kill()
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
 	}
 }
 
@@ -120,8 +133,8 @@ func (s *server) stop(t *testing.T, sig syscall.Signal) error {
 	t.Helper()
 	s.cmd.Process.Signal(sig)
 	select {
-	case err := <-s.done:
-		return err
+	case <-s.done:
+		return s.err
 	case <-time.After(40 * time.Second):
 		t.Fatalf("nubis did not exit after %v", sig)
 		return nil

@@ -164,8 +164,8 @@ func TestGracefulStop(t *testing.T) {
 				t.Fatalf("in-flight request: %d %s", resp.StatusCode, b)
 			}
 			select {
-			case err := <-srv.done:
-				if err != nil {
+			case <-srv.done:
+				if err := srv.err; err != nil {
 					t.Fatalf("exit: %v\n%s", err, srv.logs)
 				}
 			case <-time.After(30 * time.Second):

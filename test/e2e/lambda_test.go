@@ -1,0 +1,198 @@
+package e2e
+
+import (
+	"archive/zip"
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("NUBIS_REQUIRE_ALL") == "1" {
+			t.Fatal("running functions needs root (NUBIS_REQUIRE_ALL=1)")
+		}
+		t.Skip("running functions needs root")
+	}
+	need(t, "runc")
+}
+
+func writeZip(t *testing.T, path, name, body string) {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.Create(name)
+	w.Write([]byte(body))
+	zw.Close()
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The walkthrough's handler: AWS's template changed to return the mean.
+const walkthroughHandler = `import json
+
+def mean(xs):
+    return sum(xs) / len(xs)
+
+def lambda_handler(event, context):
+    print("computing the mean of", event["nums"])
+    return {"statusCode": 200, "body": mean(event["nums"])}
+`
+
+// TestLambdaWalkthrough follows the issue's walkthrough with Debian's aws CLI v2: create
+// calculate_mean, invoke it with a payload file, read the log tail, change the code, deploy,
+// invoke again.
+func TestLambdaWalkthrough(t *testing.T) {
+	needRoot(t)
+	if _, err := os.Stat("/usr/bin/aws"); err != nil {
+		if os.Getenv("NUBIS_REQUIRE_ALL") == "1" {
+			t.Fatal("/usr/bin/aws is required")
+		}
+		t.Skip("Debian's aws CLI is not installed")
+	}
+	dataDir := t.TempDir()
+	startServer(t, dataDir)
+	c := cli{t: t, bin: "/usr/bin/aws", env: env(t, dataDir), home: t.TempDir()}
+	dir := t.TempDir()
+	writeZip(t, filepath.Join(dir, "function.zip"), "lambda_function.py", walkthroughHandler)
+	os.WriteFile(filepath.Join(dir, "input.json"), []byte(`{"nums": [1, 2, 3, 4, 5]}`), 0o644)
+	c.ok("lambda", "create-function", "--function-name", "calculate_mean", "--runtime", "python3.9",
+		"--role", "arn:aws:iam::123456789012:role/lambda-basic-execution", "--handler", "lambda_function.lambda_handler",
+		"--zip-file", "fileb://"+filepath.Join(dir, "function.zip"))
+	c.ok("lambda", "wait", "function-active-v2", "--function-name", "calculate_mean")
+	out := filepath.Join(dir, "output.json")
+	meta := c.ok("lambda", "invoke", "--function-name", "calculate_mean", "--cli-binary-format", "raw-in-base64-out",
+		"--payload", "file://"+filepath.Join(dir, "input.json"), "--log-type", "Tail", out)
+	got, _ := os.ReadFile(out)
+	if string(got) != `{"statusCode": 200, "body": 3.0}` {
+		t.Fatalf("output.json = %s", got)
+	}
+	var m struct {
+		StatusCode      int
+		LogResult       string
+		ExecutedVersion string
+	}
+	json.Unmarshal([]byte(meta), &m)
+	log, _ := base64.StdEncoding.DecodeString(m.LogResult)
+	for _, want := range []string{"START RequestId:", "computing the mean of [1, 2, 3, 4, 5]", "END RequestId:", "REPORT RequestId:", "Init Duration:"} {
+		if !strings.Contains(string(log), want) {
+			t.Fatalf("log tail has no %q:\n%s", want, log)
+		}
+	}
+	if m.StatusCode != 200 || m.ExecutedVersion != "$LATEST" {
+		t.Fatalf("invoke: %s", meta)
+	}
+	// Change the code, deploy, invoke again.
+	writeZip(t, filepath.Join(dir, "function.zip"), "lambda_function.py",
+		strings.Replace(walkthroughHandler, `"body": mean(event["nums"])`, `"body": mean(event["nums"]), "n": len(event["nums"])`, 1))
+	c.ok("lambda", "update-function-code", "--function-name", "calculate_mean", "--zip-file", "fileb://"+filepath.Join(dir, "function.zip"))
+	c.ok("lambda", "wait", "function-updated-v2", "--function-name", "calculate_mean")
+	c.ok("lambda", "invoke", "--function-name", "calculate_mean", "--cli-binary-format", "raw-in-base64-out",
+		"--payload", "file://"+filepath.Join(dir, "input.json"), out)
+	got, _ = os.ReadFile(out)
+	if string(got) != `{"statusCode": 200, "body": 3.0, "n": 5}` {
+		t.Fatalf("after the update, output.json = %s", got)
+	}
+	_, errOut, code := c.run("lambda", "invoke", "--function-name", "nope", out)
+	if code == 0 || !strings.Contains(errOut, "ResourceNotFoundException") {
+		t.Fatalf("unknown function: exit %d %s", code, errOut)
+	}
+}
+
+const boto3Lambda = `
+import io, os, json, zipfile, boto3
+ep = os.environ["AWS_ENDPOINT_URL"]
+lam = boto3.client("lambda", endpoint_url=ep)
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w") as z:
+    z.writestr("lambda_function.py", os.environ["HANDLER"])
+lam.create_function(FunctionName="calculate_mean", Runtime="python3.9", Role="arn:aws:iam::123456789012:role/r",
+                    Handler="lambda_function.lambda_handler", Code={"ZipFile": buf.getvalue()})
+lam.get_waiter("function_active_v2").wait(FunctionName="calculate_mean")
+r = lam.invoke(FunctionName="calculate_mean", Payload=json.dumps({"nums": [1, 2, 3, 4, 5]}))
+body = json.loads(r["Payload"].read())
+assert body == {"statusCode": 200, "body": 3.0}, body
+print("ok")
+`
+
+func TestLambdaBoto3(t *testing.T) {
+	needRoot(t)
+	if err := exec.Command("/usr/bin/python3", "-c", "import boto3").Run(); err != nil {
+		if os.Getenv("NUBIS_REQUIRE_ALL") == "1" {
+			t.Fatal("python3-boto3 is required")
+		}
+		t.Skip("python3-boto3 is not installed")
+	}
+	dataDir := t.TempDir()
+	startServer(t, dataDir)
+	cmd := exec.Command("/usr/bin/python3", "-c", boto3Lambda)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "HANDLER=" + walkthroughHandler}
+	for k, v := range env(t, dataDir) {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "ok" {
+		t.Fatalf("boto3: %v\n%s", err, out)
+	}
+}
+
+// TestLambdaSurvivesSIGKILL kills the server while a warm environment runs, and checks that the
+// restarted server keeps the functions, versions and aliases and leaves no sandbox, network
+// namespace or process of the old environment behind.
+func TestLambdaSurvivesSIGKILL(t *testing.T) {
+	needRoot(t)
+	dataDir := t.TempDir()
+	srv := startServer(t, dataDir)
+	c := cli{t: t, bin: "/usr/bin/aws", env: env(t, dataDir), home: t.TempDir()}
+	if _, err := os.Stat(c.bin); err != nil {
+		t.Skip("Debian's aws CLI is not installed")
+	}
+	dir := t.TempDir()
+	writeZip(t, filepath.Join(dir, "f.zip"), "lambda_function.py", walkthroughHandler)
+	c.ok("lambda", "create-function", "--function-name", "calculate_mean", "--runtime", "python3.12", "--role",
+		"arn:aws:iam::123456789012:role/r", "--handler", "lambda_function.lambda_handler", "--zip-file", "fileb://"+filepath.Join(dir, "f.zip"), "--publish")
+	c.ok("lambda", "wait", "function-active-v2", "--function-name", "calculate_mean")
+	c.ok("lambda", "create-alias", "--function-name", "calculate_mean", "--name", "live", "--function-version", "1")
+	out := filepath.Join(dir, "out.json")
+	c.ok("lambda", "invoke", "--function-name", "calculate_mean:live", "--cli-binary-format", "raw-in-base64-out", "--payload", `{"nums": [2, 4]}`, out)
+	runcRoot := filepath.Join(dataDir, "sandboxes", "runc")
+	before, _ := exec.Command("runc", "--root", runcRoot, "list", "-q").Output()
+	if len(strings.Fields(string(before))) != 1 {
+		t.Fatalf("expected one warm sandbox, runc lists %q", before)
+	}
+	state, _ := exec.Command("runc", "--root", runcRoot, "state", strings.TrimSpace(string(before))).Output()
+	var st struct{ Pid int }
+	json.Unmarshal(state, &st)
+	srv.stop(t, syscall.SIGKILL)
+
+	startServer(t, dataDir)
+	after, _ := exec.Command("runc", "--root", runcRoot, "list", "-q").Output()
+	if strings.TrimSpace(string(after)) != "" {
+		t.Fatalf("sandboxes left after restart: %q", after)
+	}
+	if st.Pid > 0 {
+		if err := syscall.Kill(st.Pid, 0); err == nil {
+			if b, _ := os.ReadFile("/proc/" + itoa(st.Pid) + "/stat"); !strings.Contains(string(b), ") Z ") {
+				t.Fatalf("the old environment's process %d still runs", st.Pid)
+			}
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dataDir, "lambda", "netns")); len(entries) != 0 {
+		t.Fatalf("network namespaces left: %v", entries)
+	}
+	c.env = env(t, dataDir)
+	c.ok("lambda", "invoke", "--function-name", "calculate_mean:live", "--cli-binary-format", "raw-in-base64-out", "--payload", `{"nums": [2, 4]}`, out)
+	if got, _ := os.ReadFile(out); string(got) != `{"statusCode": 200, "body": 3.0}` {
+		t.Fatalf("after restart: %s", got)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
