@@ -86,6 +86,7 @@ func serve(args []string, stderr io.Writer) int {
 	region := fs.String("region", server.DefaultRegion, "the AWS `region` this server is")
 	ociRuntime := fs.String("oci-runtime", "runc", "OCI runtime `binary` that runs sandboxes (runc; runsc for gVisor)")
 	keepWarm := fs.Duration("keep-warm", 10*time.Minute, "how long an idle Lambda execution environment is kept warm")
+	lambdaConcurrency := fs.Int("lambda-concurrency", 1000, "the account's Lambda concurrency limit")
 	logFormat := fs.String("log-format", "text", "log `format`: text or json")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -119,7 +120,7 @@ func serve(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	srv, err := server.New(ctx, server.Config{Listen: *listen, DataDir: *dataDir, Region: *region, Log: log,
-		Runtime: *ociRuntime, KeepWarm: *keepWarm})
+		Runtime: *ociRuntime, KeepWarm: *keepWarm, LambdaConcurrency: *lambdaConcurrency})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/nubis/nubis/internal/server"
 	"github.com/nubis/nubis/internal/server/servertest"
 )
 
@@ -297,5 +298,30 @@ func TestInvokeEvent(t *testing.T) {
 			t.Fatalf("the event did not run within 30 s; log group:\n%s", all.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestIdleEnvironmentsAreReclaimed: after the keep-warm period no environment is left (scale to
+// zero), and the next invoke is a cold start again.
+func TestIdleEnvironmentsAreReclaimed(t *testing.T) {
+	needSandboxes(t)
+	s := servertest.StartConfig(t, server.Config{KeepWarm: 300 * time.Millisecond})
+	c := lambda.NewFromConfig(s.Config(t, nil))
+	createMean(t, c, "calculate_mean")
+	invoke(t, c, "calculate_mean", `{"nums": [1]}`)
+	runcRoot := s.DataDir + "/sandboxes/runc"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := exec.Command("runc", "--root", runcRoot, "list", "-q").Output()
+		if strings.TrimSpace(string(out)) == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("idle environment not reclaimed: %s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r := invoke(t, c, "calculate_mean", `{"nums": [1]}`); !strings.Contains(r.log, "Init Duration") {
+		t.Fatalf("invoke after reclaim was not cold: %s", r.log)
 	}
 }

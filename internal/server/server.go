@@ -42,6 +42,8 @@ type Config struct {
 	ImageCache string
 	// KeepWarm is how long an idle Lambda execution environment is kept (default 10 minutes).
 	KeepWarm time.Duration
+	// LambdaConcurrency is the account's Lambda concurrency limit (default 1,000).
+	LambdaConcurrency int
 	// Runtime is the OCI runtime binary that runs sandboxes (default runc).
 	Runtime string
 	// ShutdownTimeout bounds how long a stop waits for in-flight requests (default 30 s).
@@ -135,7 +137,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	undo = append(undo, func() { s.listener.Close() })
 	lcfg := lambda.Config{Store: s.store, DataDir: cfg.DataDir, Region: cfg.Region,
-		Presign: s.presign, Log: cfg.Log.With("component", "lambda"), KeepWarm: cfg.KeepWarm}
+		Presign: s.presign, Log: cfg.Log.With("component", "lambda"), KeepWarm: cfg.KeepWarm,
+		AccountConcurrency: cfg.LambdaConcurrency}
 	if drv, why := sandboxDriver(ctx, cfg); drv != nil {
 		lcfg.Sandboxes = drv
 		lcfg.Images = &image.Builder{CacheDir: cfg.ImageCache, Log: cfg.Log.With("component", "image")}

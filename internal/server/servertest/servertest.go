@@ -30,15 +30,23 @@ type Server struct {
 // restarts), and stops it when the test ends. Logs go to the test log when NUBIS_TEST_LOG is set.
 func Start(tb testing.TB, dataDir string) *Server {
 	tb.Helper()
-	if dataDir == "" {
-		dataDir = tb.TempDir()
+	return StartConfig(tb, server.Config{DataDir: dataDir})
+}
+
+// StartConfig is Start with more of the server's settings; Listen and Log are set by the harness.
+func StartConfig(tb testing.TB, cfg server.Config) *Server {
+	tb.Helper()
+	if cfg.DataDir == "" {
+		cfg.DataDir = tb.TempDir()
 	}
+	dataDir := cfg.DataDir
 	log := slog.New(slog.DiscardHandler)
 	if os.Getenv("NUBIS_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, server.Config{Listen: "127.0.0.1:0", DataDir: dataDir, Log: log})
+	cfg.Listen, cfg.Log = "127.0.0.1:0", log
+	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		cancel()
 		tb.Fatalf("start nubis: %v", err)
