@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func needRoot(t *testing.T) {
@@ -185,6 +186,12 @@ func TestLambdaSurvivesSIGKILL(t *testing.T) {
 			}
 		}
 	}
+	oldID := strings.TrimSpace(string(before))
+	for _, ctl := range []string{"memory", "pids", "cpu"} {
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", ctl, "nubis", oldID)); err == nil {
+			t.Fatalf("the old environment's %s cgroup is left", ctl)
+		}
+	}
 	if entries, _ := os.ReadDir(filepath.Join(dataDir, "lambda", "netns")); len(entries) != 0 {
 		t.Fatalf("network namespaces left: %v", entries)
 	}
@@ -196,3 +203,50 @@ func TestLambdaSurvivesSIGKILL(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestQueuedEventSurvivesSIGKILL: an Event invocation accepted before the server dies runs after
+// the restart (at least once, as on AWS).
+func TestQueuedEventSurvivesSIGKILL(t *testing.T) {
+	needRoot(t)
+	dataDir := t.TempDir()
+	srv := startServer(t, dataDir)
+	c := cli{t: t, bin: "/usr/bin/aws", env: env(t, dataDir), home: t.TempDir()}
+	if _, err := os.Stat(c.bin); err != nil {
+		t.Skip("Debian's aws CLI is not installed")
+	}
+	dir := t.TempDir()
+	writeZip(t, filepath.Join(dir, "f.zip"), "app.py", "import time\ndef handler(e, c):\n    print('start', e['mark'])\n    time.sleep(2)\n    print('done', e['mark'])\n")
+	c.ok("lambda", "create-function", "--function-name", "slowevent", "--runtime", "python3.12", "--role",
+		"arn:aws:iam::123456789012:role/r", "--handler", "app.handler", "--timeout", "10", "--zip-file", "fileb://"+filepath.Join(dir, "f.zip"))
+	c.ok("lambda", "wait", "function-active-v2", "--function-name", "slowevent")
+	c.ok("lambda", "invoke", "--function-name", "slowevent", "--invocation-type", "Event", "--cli-binary-format", "raw-in-base64-out",
+		"--payload", `{"mark": "m1"}`, filepath.Join(dir, "out.json"))
+	logs := func() string {
+		var all strings.Builder
+		root := filepath.Join(dataDir, "lambda", "logs")
+		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				b, _ := os.ReadFile(p)
+				all.Write(b)
+			}
+			return nil
+		})
+		return all.String()
+	}
+	waitFor := func(what string) {
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(logs(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the logs:\n%s", what, logs())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitFor("start m1")
+	srv.stop(t, syscall.SIGKILL) // while the event runs: it is not done, so it stays queued
+	if strings.Contains(logs(), "done m1") {
+		t.Fatal("the event finished before the kill; the test proves nothing")
+	}
+	startServer(t, dataDir)
+	waitFor("done m1")
+}
