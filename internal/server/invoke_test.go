@@ -95,6 +95,13 @@ func TestInvokePython(t *testing.T) {
 	wantAPIError(t, err, "InvalidRequestContentException", 400)
 	_, err = c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("nope")})
 	wantAPIError(t, err, "ResourceNotFoundException", 404)
+	_, err = c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("calculate_mean"), Qualifier: aws.String("7")})
+	wantAPIError(t, err, "ResourceNotFoundException", 404)
+	_, err = c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("calculate_mean:nosuchalias")})
+	wantAPIError(t, err, "ResourceNotFoundException", 404)
+	_, err = c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("calculate_mean"),
+		Payload: []byte(`{"x": "` + strings.Repeat("x", 6<<20) + `"}`)})
+	wantAPIError(t, err, "RequestEntityTooLargeException", 413)
 	dry, err := c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("calculate_mean"), InvocationType: types.InvocationTypeDryRun})
 	if err != nil || dry.StatusCode != 204 {
 		t.Fatalf("DryRun: %v %v", dry, err)
@@ -114,6 +121,10 @@ func TestInvokeFailures(t *testing.T) {
 	if r.fnError != "Unhandled" || !strings.Contains(r.payload, `"errorType": "Sandbox.Timedout"`) && !strings.Contains(r.payload, `"errorType":"Sandbox.Timedout"`) ||
 		!strings.Contains(r.payload, "Task timed out after 1.00 seconds") || !strings.Contains(r.log, "Status: timeout") {
 		t.Fatalf("timeout: %+v", r)
+	}
+	// The timed-out environment was killed with everything in it.
+	if out, _ := exec.Command("runc", "--root", s.DataDir+"/sandboxes/runc", "list", "-q").Output(); strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("a timed-out environment still exists: %s", out)
 	}
 	createFunction(t, c, "hog", types.RuntimePython312, "app.handler", zipEntry{name: "app.py", body: "def handler(e, c):\n    x = bytearray(512 << 20)\n    return len(x)\n"})
 	r = invoke(t, c, "hog", `{}`)
