@@ -57,7 +57,7 @@ fuzz:
 test: deps vet unit fuzz
 
 # bench runs the benchmarks in bench/ and prints their results beside the baseline.
-bench: build
+bench: deps build
 	$(GO) test -run='^$$' -bench=. -benchtime=2000x -count=1 ./bench
 
 clean:

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,27 +19,49 @@ import (
 	"github.com/nubis/nubis/internal/server/servertest"
 )
 
-// target is a benchmark's performance target, from the issue that added it.
+// target is a benchmark's performance target, from the issue that added it. A zero field is no
+// target.
 type target struct {
-	name     string // benchmark function
+	name     string // benchmark function (or sub-benchmark: "BenchmarkThroughput/memory=128MB")
 	p50, p99 time.Duration
+	rate     float64 // minimum invocations per second, with no errors
+	versus   string  // a benchmark of the same work by another implementation, printed beside it
 }
 
 // targets are compared with the results after the run; they never fail it.
 var targets = []target{
-	{"BenchmarkDescribeKeyPairs", time.Millisecond, 5 * time.Millisecond},
+	{name: "BenchmarkDescribeKeyPairs", p50: time.Millisecond, p99: 5 * time.Millisecond},
+	{name: "BenchmarkInvokeWarm/memory=128MB", p50: 2 * time.Millisecond, p99: 10 * time.Millisecond, versus: "BenchmarkInvokeWarmRIE"},
+	{name: "BenchmarkColdStart/memory=128MB", p50: 150 * time.Millisecond, versus: "BenchmarkColdStartRIE"},
+	{name: "BenchmarkThroughput/memory=128MB", rate: 1000, versus: "BenchmarkThroughputRIE"},
+	{name: "BenchmarkThroughput/memory=1769MB", rate: 1000, versus: "BenchmarkThroughputRIE"},
 }
 
 // baseline is the benchmark the others are compared with.
 const baseline = "BenchmarkBaselineHealth"
 
-type stats struct{ p50, p99, max, mean time.Duration }
+// stats are a benchmark's results: latency percentiles and, for a throughput benchmark, its rate
+// and error count.
+type stats struct {
+	p50, p99, max, mean time.Duration
+	rate                float64 // calls per second
+	errors              int
+}
 
 // results holds the latest stats of each benchmark that ran, by name.
 var results = map[string]stats{}
 
+// tables are printed after the summary: what a benchmark measured beyond its metrics.
+var tables []string
+
+// atExit runs after the benchmarks, before the summary (to remove what several benchmarks share).
+var atExit []func()
+
 func TestMain(m *testing.M) {
 	code := m.Run()
+	for _, f := range atExit {
+		f()
+	}
 	summarize(os.Stdout)
 	os.Exit(code)
 }
@@ -51,12 +74,36 @@ func summarize(w io.Writer) {
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(w, "target %s: p50 %s (≤ %s: %s), p99 %s (≤ %s: %s)", t.name,
-			ms(r.p50), ms(t.p50), verdict(r.p50, t.p50), ms(r.p99), ms(t.p99), verdict(r.p99, t.p99))
-		if haveBase {
+		var parts []string
+		if t.p50 > 0 {
+			parts = append(parts, fmt.Sprintf("p50 %s (≤ %s: %s)", ms(r.p50), ms(t.p50), verdict(r.p50, t.p50)))
+		}
+		if t.p99 > 0 {
+			parts = append(parts, fmt.Sprintf("p99 %s (≤ %s: %s)", ms(r.p99), ms(t.p99), verdict(r.p99, t.p99)))
+		}
+		if t.rate > 0 {
+			v := "met"
+			if r.rate < t.rate || r.errors > 0 {
+				v = "MISSED"
+			}
+			parts = append(parts, fmt.Sprintf("%.0f/s with %d errors (≥ %.0f/s, none: %s)", r.rate, r.errors, t.rate, v))
+		}
+		fmt.Fprintf(w, "target %s: %s", t.name, strings.Join(parts, ", "))
+		if haveBase && t.p99 > 0 {
 			fmt.Fprintf(w, "; baseline p50 %s, p99 %s", ms(base.p50), ms(base.p99))
 		}
+		if v, ok := results[t.versus]; ok {
+			if t.rate > 0 {
+				fmt.Fprintf(w, "; %s %.0f/s with %d errors", t.versus, v.rate, v.errors)
+			} else {
+				fmt.Fprintf(w, "; %s p50 %s, p99 %s", t.versus, ms(v.p50), ms(v.p99))
+			}
+		}
 		fmt.Fprintln(w)
+	}
+	for _, t := range tables {
+		fmt.Fprintln(w)
+		fmt.Fprint(w, t)
 	}
 }
 
@@ -127,21 +174,41 @@ func measure(b *testing.B, dials *atomic.Int32, op func() error) {
 	if n := dials.Load(); n != 1 {
 		b.Fatalf("%d connections opened, want 1", n)
 	}
+	s := latencyStats(lat)
+	results[b.Name()] = s
+	for _, m := range latencyMetrics("", s) {
+		b.ReportMetric(m.v, m.unit)
+	}
+}
+
+// latencyStats sorts lat and returns its percentiles, maximum and mean.
+func latencyStats(lat []time.Duration) stats {
+	if len(lat) == 0 {
+		return stats{}
+	}
 	slices.Sort(lat)
 	var sum time.Duration
 	for _, d := range lat {
 		sum += d
 	}
-	s := stats{p50: percentile(lat, 50), p99: percentile(lat, 99), max: lat[len(lat)-1],
+	return stats{p50: percentile(lat, 50), p99: percentile(lat, 99), max: lat[len(lat)-1],
 		mean: sum / time.Duration(len(lat))}
-	results[b.Name()] = s
-	for _, m := range []struct {
-		d    time.Duration
-		unit string
-	}{{s.p50, "p50-ms"}, {s.p99, "p99-ms"}, {s.max, "max-ms"}, {s.mean, "mean-ms"}} {
-		b.ReportMetric(float64(m.d)/float64(time.Millisecond), m.unit)
-	}
 }
+
+// metric is one of a benchmark's metrics, as b.ReportMetric takes it.
+type metric struct {
+	v    float64
+	unit string
+}
+
+// latencyMetrics are s as the metrics <prefix>p50-ms, <prefix>p99-ms, <prefix>max-ms and
+// <prefix>mean-ms.
+func latencyMetrics(prefix string, s stats) []metric {
+	return []metric{{msf(s.p50), prefix + "p50-ms"}, {msf(s.p99), prefix + "p99-ms"},
+		{msf(s.max), prefix + "max-ms"}, {msf(s.mean), prefix + "mean-ms"}}
+}
+
+func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // percentile returns the nearest-rank p-th percentile of sorted.
 func percentile(sorted []time.Duration, p int) time.Duration {

@@ -125,6 +125,9 @@ func (s *Service) startEnvironment(ctx context.Context, account string, v versio
 			{Source: s.cfg.RuntimeDir, Destination: runtimes.MountPoint},
 		},
 		TmpfsSizeMB: c.EphemeralStorage.Size, MemoryMB: c.MemorySize, PidsLimit: sandbox.DefaultPidsLimit,
+		// The runtime initialises with all the CPU it can get; once it is ready, the environment
+		// is limited to its memory's share (one vCPU at 1,769 MB), as Lambda does.
+		CPUs:      -1,
 		NetNSPath: env.ns.Path(), Stdout: w, Stderr: w,
 	}
 	started := time.Now()
@@ -145,6 +148,9 @@ func (s *Service) startEnvironment(ctx context.Context, account string, v versio
 	select {
 	case <-env.api.Ready():
 		env.initDuration = time.Since(started)
+		if err := sb.SetCPUs(ctx, sandbox.CPUsForMemory(c.MemorySize)); err != nil {
+			return nil, err
+		}
 		return env, nil
 	case res := <-env.api.InitError():
 		return nil, &initFailure{result: res}

@@ -5,6 +5,8 @@ package lambda
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,7 +47,7 @@ type Config struct {
 	Sandboxes sandbox.Driver
 	// Images builds the runtime image (required with Sandboxes).
 	Images *image.Builder
-	// NetnsDir holds the environments' network namespaces (default <DataDir>/lambda/netns).
+	// NetnsDir holds the environments' network namespaces (default /run/nubis/netns-<hash of DataDir>).
 	NetnsDir string
 	// KeepWarm is how long an idle environment is kept before it is reclaimed (default 10 min).
 	KeepWarm time.Duration
@@ -81,7 +83,10 @@ func New(cfg Config) *Service {
 		cfg.AccountConcurrency = 1000
 	}
 	if cfg.NetnsDir == "" {
-		cfg.NetnsDir = filepath.Join(cfg.DataDir, "lambda", "netns")
+		// Under /run (namespaces do not outlive a reboot), named by the data dir: runc refuses
+		// a namespace path with a comma, which a data dir may have.
+		sum := sha256.Sum256([]byte(cfg.DataDir))
+		cfg.NetnsDir = filepath.Join("/run/nubis", "netns-"+hex.EncodeToString(sum[:6]))
 	}
 	if cfg.KeepWarm == 0 {
 		cfg.KeepWarm = 10 * time.Minute

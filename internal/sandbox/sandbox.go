@@ -48,6 +48,10 @@ type Sandbox interface {
 	// Stats reads the resource accounting of the sandbox. It works while the sandbox exists,
 	// also after its process has exited, until Kill or Remove.
 	Stats(ctx context.Context) (Stats, error)
+	// SetCPUs changes the sandbox's CPU limit while it runs (cpus as in Spec.CPUs; negative for
+	// none), as Lambda's environments start with all the CPU they can get and are limited to their
+	// memory's share once the runtime has initialised.
+	SetCPUs(ctx context.Context, cpus float64) error
 	// Kill sends SIGKILL to every process in the sandbox, waits for them to be gone, and
 	// deletes the sandbox (as Driver.Remove). It is idempotent.
 	Kill(ctx context.Context) error

@@ -80,6 +80,12 @@ func TestInvokePython(t *testing.T) {
 			t.Fatalf("cold log has no %q:\n%s", want, cold.log)
 		}
 	}
+	// After its init the environment is limited to its memory's share of a CPU: 128/1769.
+	ids, _ := exec.Command("runc", "--root", s.DataDir+"/sandboxes/runc", "list", "-q").Output()
+	quota, err := os.ReadFile("/sys/fs/cgroup/cpu/nubis/" + strings.TrimSpace(string(ids)) + "/cpu.cfs_quota_us")
+	if err == nil && strings.TrimSpace(string(quota)) != "7236" {
+		t.Fatalf("CPU quota %s per 100 ms, want 7236", quota)
+	}
 	warm := invoke(t, c, "calculate_mean", `{"nums": [1.5, 2.5]}`)
 	if warm.payload != `{"statusCode": 200, "body": 2.0}` || strings.Contains(warm.log, "Init Duration") {
 		t.Fatalf("warm invoke: %+v", warm)
@@ -91,7 +97,7 @@ func TestInvokePython(t *testing.T) {
 	if bad.fnError != "Unhandled" || e.ErrorType != "KeyError" {
 		t.Fatalf("function error: %+v", bad)
 	}
-	_, err := c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("calculate_mean"), Payload: []byte("{not json")})
+	_, err = c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("calculate_mean"), Payload: []byte("{not json")})
 	wantAPIError(t, err, "InvalidRequestContentException", 400)
 	_, err = c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("nope")})
 	wantAPIError(t, err, "ResourceNotFoundException", 404)

@@ -3,7 +3,9 @@ package e2e
 import (
 	"archive/zip"
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -192,7 +194,8 @@ func TestLambdaSurvivesSIGKILL(t *testing.T) {
 			t.Fatalf("the old environment's %s cgroup is left", ctl)
 		}
 	}
-	if entries, _ := os.ReadDir(filepath.Join(dataDir, "lambda", "netns")); len(entries) != 0 {
+	sum := sha256.Sum256([]byte(dataDir))
+	if entries, _ := os.ReadDir("/run/nubis/netns-" + hex.EncodeToString(sum[:6])); len(entries) != 0 {
 		t.Fatalf("network namespaces left: %v", entries)
 	}
 	c.env = env(t, dataDir)

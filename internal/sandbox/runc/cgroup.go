@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,6 +21,7 @@ type cgroupFS struct {
 	v2     bool
 	memory string // v1: the memory controller's mount point; v2: the unified mount
 	pids   string // v1: the pids controller's mount point
+	cpu    string // v1: the cpu controller's mount point
 }
 
 func detectCgroups() (cgroupFS, error) {
@@ -28,7 +30,7 @@ func detectCgroups() (cgroupFS, error) {
 		return cgroupFS{}, fmt.Errorf("cgroups: %w", err)
 	}
 	if st.Type == unix.CGROUP2_SUPER_MAGIC {
-		return cgroupFS{v2: true, memory: "/sys/fs/cgroup", pids: "/sys/fs/cgroup"}, nil
+		return cgroupFS{v2: true, memory: "/sys/fs/cgroup", pids: "/sys/fs/cgroup", cpu: "/sys/fs/cgroup"}, nil
 	}
 	cg := cgroupFS{}
 	b, err := os.ReadFile("/proc/self/mountinfo")
@@ -48,6 +50,8 @@ func detectCgroups() (cgroupFS, error) {
 				cg.memory = f[4]
 			case opt == "pids" && cg.pids == "":
 				cg.pids = f[4]
+			case opt == "cpu" && cg.cpu == "":
+				cg.cpu = f[4]
 			}
 		}
 	}
@@ -128,4 +132,27 @@ func readKeyed(path string) (map[string]uint64, error) {
 		}
 	}
 	return out, nil
+}
+
+// setCPUs writes a CPU quota of cpus per cpuPeriod (none when cpus < 0) into the cgroup at path.
+func (cg cgroupFS) setCPUs(path string, cpus float64) error {
+	if cg.cpu == "" {
+		return fmt.Errorf("cgroups: no cpu controller mounted")
+	}
+	quota := int64(-1)
+	if cpus > 0 {
+		quota = max(int64(math.Round(cpus*cpuPeriod)), 1000) // the kernel's minimum is 1 ms
+	}
+	dir := filepath.Join(cg.cpu, path)
+	if cg.v2 {
+		v := "max"
+		if quota > 0 {
+			v = strconv.FormatInt(quota, 10)
+		}
+		return os.WriteFile(filepath.Join(dir, "cpu.max"), []byte(fmt.Sprintf("%s %d", v, cpuPeriod)), 0o644)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cpu.cfs_period_us"), []byte(strconv.Itoa(cpuPeriod)), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "cpu.cfs_quota_us"), []byte(strconv.FormatInt(quota, 10)), 0o644)
 }

@@ -198,6 +198,13 @@ func (c *container) Stats(ctx context.Context) (sandbox.Stats, error) {
 	return st, nil
 }
 
+func (c *container) SetCPUs(ctx context.Context, cpus float64) error {
+	if err := c.d.cgroups.setCPUs(c.cgroup, cpus); err != nil {
+		return fmt.Errorf("sandbox %s: set CPUs: %w", c.id, err)
+	}
+	return nil
+}
+
 // stdio returns the files to give runc as stdout and stderr for the Spec's writers.
 func (c *container) stdio(stdout, stderr io.Writer) (out, errOut *os.File, err error) {
 	if stdout != nil && stdout == stderr && reflect.TypeOf(stdout).Comparable() {
