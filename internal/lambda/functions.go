@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 
 	"github.com/nubis/nubis/internal/awsproto"
@@ -90,6 +91,12 @@ func encodeMarker(pos string) string { return base64.RawURLEncoding.EncodeToStri
 
 // resolve returns the version a reference names: $LATEST, a number, or an alias's version.
 func (s *Service) resolve(tx store.Tx, r *awsproto.Request, f ref) (version, error) {
+	return s.resolveRouted(tx, r, f, false)
+}
+
+// resolveRouted is resolve; with routed, an alias with a routing configuration sends the
+// reference to its additional version with that version's weight, as Invoke does.
+func (s *Service) resolveRouted(tx store.Tx, r *awsproto.Request, f ref, routed bool) (version, error) {
 	if _, err := s.requireFunction(tx, r, f); err != nil {
 		return version{}, err
 	}
@@ -106,6 +113,9 @@ func (s *Service) resolve(tx store.Tx, r *awsproto.Request, f ref) (version, err
 			return version{}, functionNotFound(s.arn(r, f))
 		}
 		ver = a.FunctionVersion
+		if routed {
+			ver = a.pick(rand.Float64())
+		}
 	}
 	v, ok, err := getJSON[version](tx, s.versionKey(r, f.name, ver))
 	if err != nil {
@@ -384,4 +394,15 @@ func versionSuffix(ver string) string {
 	var n int
 	fmt.Sscan(ver, &n)
 	return fmt.Sprintf("%010d", n)
+}
+
+// pick chooses the version an invocation of the alias runs: the additional version with its
+// weight's probability (x is uniform in [0, 1)), else the alias's version.
+func (a AliasConfiguration) pick(x float64) string {
+	for v, w := range a.RoutingConfig.weights() {
+		if x < w {
+			return v
+		}
+	}
+	return a.FunctionVersion
 }

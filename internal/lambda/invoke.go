@@ -43,7 +43,7 @@ func (s *Service) target(ctx context.Context, r *awsproto.Request) (target, erro
 			return err
 		}
 		t.reserved = fn.Reserved
-		t.v, err = s.resolve(tx, r, f)
+		t.v, err = s.resolveRouted(tx, r, f, true)
 		return err
 	})
 	if err != nil {

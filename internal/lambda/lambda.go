@@ -51,6 +51,9 @@ type Config struct {
 	NetnsDir string
 	// KeepWarm is how long an idle environment is kept before it is reclaimed (default 10 min).
 	KeepWarm time.Duration
+	// EventRetryDelays are the waits before each retry of a failed Event invocation (default
+	// 1 and 2 minutes: two retries, as on AWS).
+	EventRetryDelays []time.Duration
 }
 
 // Service holds Lambda's state and answers its API.
@@ -87,6 +90,9 @@ func New(cfg Config) *Service {
 		// a namespace path with a comma, which a data dir may have.
 		sum := sha256.Sum256([]byte(cfg.DataDir))
 		cfg.NetnsDir = filepath.Join("/run/nubis", "netns-"+hex.EncodeToString(sum[:6]))
+	}
+	if cfg.EventRetryDelays == nil {
+		cfg.EventRetryDelays = defaultRetryDelays
 	}
 	if cfg.KeepWarm == 0 {
 		cfg.KeepWarm = 10 * time.Minute

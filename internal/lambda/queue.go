@@ -15,7 +15,7 @@ import (
 )
 
 // Event invocations are queued in the store before Invoke answers 202, so the queue survives a
-// restart. Workers run them; a function error is retried twice, after retryDelays, as Lambda does,
+// restart. Workers run them; a function error is retried twice, after Config.EventRetryDelays, as Lambda does,
 // and then the event is dropped (there are no destinations or dead-letter queues yet).
 
 type queuedEvent struct {
@@ -27,8 +27,8 @@ type queuedEvent struct {
 	NotBefore time.Time `json:"notBefore"`
 }
 
-// retryDelays are the waits before the second and third attempt.
-var retryDelays = []time.Duration{time.Minute, 2 * time.Minute}
+// defaultRetryDelays are the waits before the second and third attempt, as on AWS.
+var defaultRetryDelays = []time.Duration{time.Minute, 2 * time.Minute}
 
 // maxEventWorkers bounds the queued events run at once.
 const maxEventWorkers = 16
@@ -108,7 +108,7 @@ func (s *Service) runEvent(ctx context.Context, key string, ev queuedEvent) {
 			return err
 		}
 		t.reserved = fn.Reserved
-		t.v, err = s.resolve(tx, r, f)
+		t.v, err = s.resolveRouted(tx, r, f, true)
 		return err
 	})
 	failed := true
@@ -121,13 +121,13 @@ func (s *Service) runEvent(ctx context.Context, key string, ev queuedEvent) {
 	}
 	ev.Attempts++
 	s.store.Update(context.Background(), func(tx store.Tx) error {
-		if err != nil || !failed || ev.Attempts > len(retryDelays) {
+		if err != nil || !failed || ev.Attempts > len(s.cfg.EventRetryDelays) {
 			if strings.HasPrefix(key, s.queuePrefix()) {
 				return tx.Delete(key)
 			}
 			return nil
 		}
-		ev.NotBefore = s.now().Add(retryDelays[ev.Attempts-1])
+		ev.NotBefore = s.now().Add(s.cfg.EventRetryDelays[ev.Attempts-1])
 		return putJSON(tx, key, ev)
 	})
 }

@@ -342,3 +342,75 @@ func TestIdleEnvironmentsAreReclaimed(t *testing.T) {
 		t.Fatalf("invoke after reclaim was not cold: %s", r.log)
 	}
 }
+
+// functionLogs returns everything in a function's log group.
+func functionLogs(t *testing.T, s *servertest.Server, name string) string {
+	t.Helper()
+	dir := s.DataDir + "/lambda/logs/" + s.Identity().Account().ID + "/us-east-1/" + name
+	var all strings.Builder
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		b, _ := os.ReadFile(dir + "/" + e.Name())
+		all.Write(b)
+	}
+	return all.String()
+}
+
+// TestEventRetriesAndLogs: a failing Event invocation runs three times in all (two retries), and
+// the log group has AWS's INIT_START line with the real interpreter version.
+func TestEventRetriesAndLogs(t *testing.T) {
+	needSandboxes(t)
+	s := servertest.StartConfig(t, server.Config{EventRetryDelays: []time.Duration{50 * time.Millisecond, 50 * time.Millisecond}})
+	c := lambda.NewFromConfig(s.Config(t, nil))
+	createFunction(t, c, "flaky", types.RuntimePython312, "app.handler", zipEntry{name: "app.py", body: "def handler(e, c):\n    print('attempt', c.aws_request_id)\n    raise ValueError('always')\n"})
+	if _, err := c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("flaky"), InvocationType: types.InvocationTypeEvent}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for strings.Count(functionLogs(t, s, "flaky"), "attempt ") < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not three attempts:\n%s", functionLogs(t, s, "flaky"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond) // no fourth attempt
+	logs := functionLogs(t, s, "flaky")
+	if n := strings.Count(logs, "attempt "); n != 3 {
+		t.Fatalf("%d attempts, want 3:\n%s", n, logs)
+	}
+	if !strings.Contains(logs, `INIT_START Runtime Version: python:3.11`) {
+		t.Fatalf("no INIT_START with the interpreter version:\n%s", logs)
+	}
+}
+
+// TestAliasRouting: an alias with a routing configuration sends invocations to both versions.
+func TestAliasRouting(t *testing.T) {
+	needSandboxes(t)
+	s := servertest.Start(t, "")
+	c := lambda.NewFromConfig(s.Config(t, nil))
+	ctx := context.Background()
+	createFunction(t, c, "routed", types.RuntimePython312, "app.handler", zipEntry{name: "app.py", body: "def handler(e, c):\n    return 1\n"})
+	if _, err := c.PublishVersion(ctx, &lambda.PublishVersionInput{FunctionName: aws.String("routed")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: aws.String("routed"),
+		ZipFile: makeZip(t, zipEntry{name: "app.py", body: "def handler(e, c):\n    return 2\n"})}); err != nil {
+		t.Fatal(err)
+	}
+	waitUpdated(t, c, "routed")
+	if _, err := c.PublishVersion(ctx, &lambda.PublishVersionInput{FunctionName: aws.String("routed")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateAlias(ctx, &lambda.CreateAliasInput{FunctionName: aws.String("routed"), Name: aws.String("live"), FunctionVersion: aws.String("1"),
+		RoutingConfig: &types.AliasRoutingConfiguration{AdditionalVersionWeights: map[string]float64{"2": 0.5}}}); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]string{}
+	for i := 0; i < 40 && len(seen) < 2; i++ {
+		r := invoke(t, c, "routed:live", "{}")
+		seen[r.executed] = r.payload
+	}
+	if seen["1"] != "1" || seen["2"] != "2" {
+		t.Fatalf("routing sent invocations to %v, want versions 1 and 2", seen)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"io"
@@ -209,6 +210,8 @@ func TestLambdaBadInputChangesNothing(t *testing.T) {
 			in.Architectures = []types.Architecture{types.ArchitectureX8664, types.ArchitectureArm64}
 		}, "ValidationException", 400},
 		{"reserved tag", func(in *lambda.CreateFunctionInput) { in.Tags = map[string]string{"aws:x": "y"} }, "InvalidParameterValueException", 400},
+		{"over 250 MB unzipped", func(in *lambda.CreateFunctionInput) { in.Code.ZipFile = zeroZip(t, 251<<20) }, "InvalidParameterValueException", 400},
+		{"over 50 MB zipped", func(in *lambda.CreateFunctionInput) { in.Code.ZipFile = randomZip(t, 51<<20) }, "RequestEntityTooLargeException", 413},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -231,4 +234,33 @@ func TestLambdaBadInputChangesNothing(t *testing.T) {
 	for _, e := range entries {
 		t.Errorf("refused creates left code %s", e.Name())
 	}
+}
+
+// zeroZip is a small zip that unpacks to n bytes of zeros.
+func zeroZip(t *testing.T, n int) []byte {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.Create("zeros.bin")
+	chunk := make([]byte, 1<<20)
+	for written := 0; written < n; written += len(chunk) {
+		w.Write(chunk)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// randomZip is a zip of n incompressible bytes (stored), so the zip is larger than n.
+func randomZip(t *testing.T, n int) []byte {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, _ := zw.CreateHeader(&zip.FileHeader{Name: "random.bin", Method: zip.Store})
+	b := make([]byte, n)
+	rand.Read(b)
+	w.Write(b)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

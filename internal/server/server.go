@@ -42,6 +42,9 @@ type Config struct {
 	ImageCache string
 	// KeepWarm is how long an idle Lambda execution environment is kept (default 10 minutes).
 	KeepWarm time.Duration
+	// EventRetryDelays are the waits before the retries of a failed Event invocation (default
+	// 1 and 2 minutes, as on AWS).
+	EventRetryDelays []time.Duration
 	// LambdaConcurrency is the account's Lambda concurrency limit (default 1,000).
 	LambdaConcurrency int
 	// Runtime is the OCI runtime binary that runs sandboxes (default runc).
@@ -138,7 +141,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	undo = append(undo, func() { s.listener.Close() })
 	lcfg := lambda.Config{Store: s.store, DataDir: cfg.DataDir, Region: cfg.Region,
 		Presign: s.presign, Log: cfg.Log.With("component", "lambda"), KeepWarm: cfg.KeepWarm,
-		AccountConcurrency: cfg.LambdaConcurrency}
+		AccountConcurrency: cfg.LambdaConcurrency, EventRetryDelays: cfg.EventRetryDelays}
 	if drv, why := sandboxDriver(ctx, cfg); drv != nil {
 		lcfg.Sandboxes = drv
 		lcfg.Images = &image.Builder{CacheDir: cfg.ImageCache, Log: cfg.Log.With("component", "image")}
