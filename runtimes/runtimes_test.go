@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nubis/nubis/internal/testenv"
 )
 
 // The clients run here with the host's interpreters against a small Runtime API written below;
@@ -187,13 +189,7 @@ func interpreter(t *testing.T, name string, args ...string) string {
 	if err == nil {
 		err = exec.Command(p, args...).Run()
 	}
-	if err != nil {
-		msg := fmt.Sprintf("interpreter %s is not usable here (%v)", name, err)
-		if os.Getenv("NUBIS_REQUIRE_ALL") == "1" {
-			t.Fatal(msg + "; NUBIS_REQUIRE_ALL=1")
-		}
-		t.Skip(msg + "; set NUBIS_REQUIRE_ALL=1 to make this a failure")
-	}
+	testenv.Need(t, err == nil, fmt.Sprintf("interpreter %s is not usable here (%v)", name, err))
 	return p
 }
 

@@ -11,19 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// need skips the test when a requirement is missing, or fails it when NUBIS_REQUIRE_ALL=1.
-func need(t *testing.T, ok bool, why string) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("NUBIS_REQUIRE_ALL") == "1" {
-		t.Fatalf("requirement missing (NUBIS_REQUIRE_ALL=1): %s", why)
-	}
-	t.Skipf("skipped: %s", why)
-}
+	"github.com/nubis/nubis/internal/testenv"
+)
 
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -202,12 +192,12 @@ func TestLambdaRuntime(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short mode: builds a Debian root")
 	}
-	need(t, os.Geteuid() == 0, "debootstrap needs root")
+	testenv.Need(t, os.Geteuid() == 0, "debootstrap needs root")
 	_, err := exec.LookPath("debootstrap")
 	if err != nil {
 		_, err = os.Stat("/usr/sbin/debootstrap")
 	}
-	need(t, err == nil, "debootstrap is not installed (apt-get install debootstrap)")
+	testenv.Need(t, err == nil, "debootstrap is not installed (apt-get install debootstrap)")
 
 	b := &Builder{CacheDir: os.Getenv("NUBIS_IMAGE_CACHE"), Log: testLogger(t)}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)

@@ -31,13 +31,10 @@ type target struct {
 	reserved *int
 }
 
-func (s *Service) target(ctx context.Context, r *awsproto.Request) (target, error) {
-	f, err := s.parseRef(r, r.HTTP.PathValue("name"), r.HTTP.URL.Query().Get("Qualifier"))
-	if err != nil {
-		return target{}, err
-	}
+// loadTarget looks up what an invocation of f runs; an alias's routing picks its version.
+func (s *Service) loadTarget(ctx context.Context, r *awsproto.Request, f ref) (target, error) {
 	var t target
-	err = s.view(ctx, func(tx store.Tx) error {
+	err := s.view(ctx, func(tx store.Tx) error {
 		fn, err := s.requireFunction(tx, r, f)
 		if err != nil {
 			return err
@@ -46,6 +43,16 @@ func (s *Service) target(ctx context.Context, r *awsproto.Request) (target, erro
 		t.v, err = s.resolveRouted(tx, r, f, true)
 		return err
 	})
+	return t, err
+}
+
+// target is the function version an Invoke request runs, which must be Active.
+func (s *Service) target(ctx context.Context, r *awsproto.Request) (target, error) {
+	f, err := s.parseRef(r, r.HTTP.PathValue("name"), r.HTTP.URL.Query().Get("Qualifier"))
+	if err != nil {
+		return target{}, err
+	}
+	t, err := s.loadTarget(ctx, r, f)
 	if err != nil {
 		return target{}, err
 	}

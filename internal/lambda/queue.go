@@ -100,17 +100,7 @@ func (s *Service) runQueue(ctx context.Context) {
 // runEvent runs one queued event and then deletes it, or schedules its retry.
 func (s *Service) runEvent(ctx context.Context, key string, ev queuedEvent) {
 	r := &awsproto.Request{Caller: awsproto.Caller{AccountID: ev.Account}}
-	var t target
-	err := s.view(ctx, func(tx store.Tx) error {
-		f := ref{name: ev.Function, qualifier: ev.Version}
-		fn, err := s.requireFunction(tx, r, f)
-		if err != nil {
-			return err
-		}
-		t.reserved = fn.Reserved
-		t.v, err = s.resolveRouted(tx, r, f, true)
-		return err
-	})
+	t, err := s.loadTarget(ctx, r, ref{name: ev.Function, qualifier: ev.Version})
 	failed := true
 	if err == nil && s.cfg.Sandboxes != nil {
 		out, runErr := s.run(ctx, ev.Account, t, ev.Payload, "")

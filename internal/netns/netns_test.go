@@ -13,25 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nubis/nubis/internal/testenv"
+
 	"golang.org/x/sys/unix"
 )
-
-// need skips the test when a requirement is missing, or fails it when NUBIS_REQUIRE_ALL=1.
-func need(t *testing.T, ok bool, why string) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("NUBIS_REQUIRE_ALL") == "1" {
-		t.Fatalf("requirement missing (NUBIS_REQUIRE_ALL=1): %s", why)
-	}
-	t.Skipf("skipped: %s", why)
-}
 
 // testDir is a fresh namespace dir, unmounted again at the end of the test.
 func testDir(t *testing.T) string {
 	t.Helper()
-	need(t, os.Geteuid() == 0, "network namespaces need root")
+	testenv.Need(t, os.Geteuid() == 0, "network namespaces need root")
 	dir := filepath.Join(t.TempDir(), "netns")
 	t.Cleanup(func() {
 		Cleanup(dir)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nubis/nubis/internal/server"
 	"github.com/nubis/nubis/internal/server/servertest"
+	"github.com/nubis/nubis/internal/testenv"
 )
 
 // needSandboxes skips a test that runs functions when this host cannot (not root, no runc), and
@@ -31,13 +32,7 @@ func needSandboxes(t *testing.T) {
 			why = "running functions needs runc (make deps installs it)"
 		}
 	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("NUBIS_REQUIRE_ALL") == "1" {
-		t.Fatalf("%s (NUBIS_REQUIRE_ALL=1)", why)
-	}
-	t.Skip(why)
+	testenv.Need(t, why == "", why)
 }
 
 func createFunction(t *testing.T, c *lambda.Client, name string, rt types.Runtime, handler string, files ...zipEntry) {

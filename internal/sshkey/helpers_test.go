@@ -20,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/nubis/nubis/internal/testenv"
 )
 
 // toolPackages names the Debian package that provides each external tool.
@@ -34,13 +36,8 @@ var toolPackages = map[string]string{
 func requireTools(t *testing.T, names ...string) {
 	t.Helper()
 	for _, name := range names {
-		if _, err := exec.LookPath(name); err != nil {
-			if os.Getenv("NUBIS_REQUIRE_ALL") == "1" {
-				t.Fatalf("%s is required (NUBIS_REQUIRE_ALL=1) but not installed: %v", name, err)
-			}
-			t.Skipf("skipping: %s is not installed (apt-get install -y %s); set NUBIS_REQUIRE_ALL=1 to fail instead",
-				name, toolPackages[name])
-		}
+		_, err := exec.LookPath(name)
+		testenv.Need(t, err == nil, fmt.Sprintf("%s is not installed (apt-get install -y %s)", name, toolPackages[name]))
 	}
 }
 

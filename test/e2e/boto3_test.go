@@ -32,12 +32,7 @@ print("ok", boto3.__version__)
 // TestBoto3 drives nubis with Debian's boto3, as a data scientist's notebook would.
 func TestBoto3(t *testing.T) {
 	python := "/usr/bin/python3"
-	if err := exec.Command(python, "-c", "import boto3").Run(); err != nil {
-		if os.Getenv("NUBIS_REQUIRE_ALL") == "1" {
-			t.Fatalf("Debian's python3-boto3 is required under NUBIS_REQUIRE_ALL=1: %v", err)
-		}
-		t.Skip("python3-boto3 is not installed (make deps installs it)")
-	}
+	needBoto3(t)
 	dataDir := t.TempDir()
 	startServer(t, dataDir)
 	cmd := exec.Command(python, "-c", boto3Script)

@@ -15,17 +15,28 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nubis/nubis/internal/testenv"
 )
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("NUBIS_REQUIRE_ALL") == "1" {
-			t.Fatal("running functions needs root (NUBIS_REQUIRE_ALL=1)")
-		}
-		t.Skip("running functions needs root")
-	}
+	testenv.Need(t, os.Geteuid() == 0, "running functions needs root")
 	need(t, "runc")
+}
+
+// needDebianAWS requires Debian's aws CLI v2 at /usr/bin/aws.
+func needDebianAWS(t *testing.T) {
+	t.Helper()
+	_, err := os.Stat("/usr/bin/aws")
+	testenv.Need(t, err == nil, "Debian's aws CLI (/usr/bin/aws) is not installed")
+}
+
+// needBoto3 requires Debian's python3-boto3.
+func needBoto3(t *testing.T) {
+	t.Helper()
+	err := exec.Command("/usr/bin/python3", "-c", "import boto3").Run()
+	testenv.Need(t, err == nil, "Debian's python3-boto3 is not installed")
 }
 
 func writeZip(t *testing.T, path, name, body string) {
@@ -56,12 +67,7 @@ def lambda_handler(event, context):
 // invoke again.
 func TestLambdaWalkthrough(t *testing.T) {
 	needRoot(t)
-	if _, err := os.Stat("/usr/bin/aws"); err != nil {
-		if os.Getenv("NUBIS_REQUIRE_ALL") == "1" {
-			t.Fatal("/usr/bin/aws is required")
-		}
-		t.Skip("Debian's aws CLI is not installed")
-	}
+	needDebianAWS(t)
 	dataDir := t.TempDir()
 	startServer(t, dataDir)
 	c := cli{t: t, bin: "/usr/bin/aws", env: env(t, dataDir), home: t.TempDir()}
@@ -129,12 +135,7 @@ print("ok")
 
 func TestLambdaBoto3(t *testing.T) {
 	needRoot(t)
-	if err := exec.Command("/usr/bin/python3", "-c", "import boto3").Run(); err != nil {
-		if os.Getenv("NUBIS_REQUIRE_ALL") == "1" {
-			t.Fatal("python3-boto3 is required")
-		}
-		t.Skip("python3-boto3 is not installed")
-	}
+	needBoto3(t)
 	dataDir := t.TempDir()
 	startServer(t, dataDir)
 	cmd := exec.Command("/usr/bin/python3", "-c", boto3Lambda)
@@ -152,12 +153,10 @@ func TestLambdaBoto3(t *testing.T) {
 // namespace or process of the old environment behind.
 func TestLambdaSurvivesSIGKILL(t *testing.T) {
 	needRoot(t)
+	needDebianAWS(t)
 	dataDir := t.TempDir()
 	srv := startServer(t, dataDir)
 	c := cli{t: t, bin: "/usr/bin/aws", env: env(t, dataDir), home: t.TempDir()}
-	if _, err := os.Stat(c.bin); err != nil {
-		t.Skip("Debian's aws CLI is not installed")
-	}
 	dir := t.TempDir()
 	writeZip(t, filepath.Join(dir, "f.zip"), "lambda_function.py", walkthroughHandler)
 	c.ok("lambda", "create-function", "--function-name", "calculate_mean", "--runtime", "python3.12", "--role",
@@ -211,12 +210,10 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // the restart (at least once, as on AWS).
 func TestQueuedEventSurvivesSIGKILL(t *testing.T) {
 	needRoot(t)
+	needDebianAWS(t)
 	dataDir := t.TempDir()
 	srv := startServer(t, dataDir)
 	c := cli{t: t, bin: "/usr/bin/aws", env: env(t, dataDir), home: t.TempDir()}
-	if _, err := os.Stat(c.bin); err != nil {
-		t.Skip("Debian's aws CLI is not installed")
-	}
 	dir := t.TempDir()
 	writeZip(t, filepath.Join(dir, "f.zip"), "app.py", "import time\ndef handler(e, c):\n    print('start', e['mark'])\n    time.sleep(2)\n    print('done', e['mark'])\n")
 	c.ok("lambda", "create-function", "--function-name", "slowevent", "--runtime", "python3.12", "--role",

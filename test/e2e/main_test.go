@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nubis/nubis/internal/testenv"
 )
 
 var nubisBin string
@@ -42,12 +44,7 @@ func TestMain(m *testing.M) {
 func need(t *testing.T, tool string) string {
 	t.Helper()
 	path, err := exec.LookPath(tool)
-	if err != nil {
-		if os.Getenv("NUBIS_REQUIRE_ALL") == "1" {
-			t.Fatalf("%s is required (NUBIS_REQUIRE_ALL=1) but not installed: %v", tool, err)
-		}
-		t.Skipf("%s is not installed (make deps installs it)", tool)
-	}
+	testenv.Need(t, err == nil, tool+" is not installed")
 	return path
 }
 

@@ -25,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nubis/nubis/internal/testenv"
+
 	"github.com/nubis/nubis/internal/image"
 	"github.com/nubis/nubis/internal/sandbox"
 )
@@ -32,13 +34,7 @@ import (
 // Need skips the test when ok is false, saying why, or fails it when NUBIS_REQUIRE_ALL=1.
 func Need(t testing.TB, ok bool, why string) {
 	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("NUBIS_REQUIRE_ALL") == "1" {
-		t.Fatalf("requirement missing (NUBIS_REQUIRE_ALL=1): %s", why)
-	}
-	t.Skipf("skipped: %s", why)
+	testenv.Need(t, ok, why)
 }
 
 // NeedRoot requires root.
