@@ -84,7 +84,7 @@ func serve(args []string, stderr io.Writer) int {
 	listen := fs.String("listen", server.DefaultListen, "TCP `address` of the AWS API")
 	dataDir := fs.String("data-dir", server.DefaultDataDir(), "`directory` of the store (one server per directory)")
 	region := fs.String("region", server.DefaultRegion, "the AWS `region` this server is")
-	ociRuntime := fs.String("oci-runtime", "runc", "OCI runtime `binary` that runs sandboxes (runc; runsc for gVisor)")
+	ociRuntime := fs.String("oci-runtime", "runc", "OCI runtime `binary` that runs sandboxes (only runc is tested; runsc and crun do not work yet)")
 	keepWarm := fs.Duration("keep-warm", 10*time.Minute, "how long an idle Lambda execution environment is kept warm")
 	lambdaConcurrency := fs.Int("lambda-concurrency", 1000, "the account's Lambda concurrency limit")
 	logFormat := fs.String("log-format", "text", "log `format`: text or json")

@@ -167,6 +167,9 @@ func (c *container) Start(ctx context.Context) error {
 	return nil
 }
 
+// killWait bounds how long Kill waits for a sandbox's init to be reaped.
+const killWait = 10 * time.Second
+
 // Kill kills every process and deletes the container and its bundle.
 func (c *container) Kill(ctx context.Context) error {
 	c.killMu.Lock()
@@ -175,15 +178,26 @@ func (c *container) Kill(ctx context.Context) error {
 		return nil
 	}
 	if _, err := c.d.run(ctx, "kill", "--all", c.id, "KILL"); err != nil {
-		c.d.log.Debug("kill", "id", c.id, "err", err) // already stopped
+		// Already stopped, or never started (some runtimes, such as runsc, refuse to signal a
+		// created container): delete --force below ends it either way.
+		c.d.log.Debug("kill", "id", c.id, "err", err)
+	} else {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return fmt.Errorf("sandbox %s: wait for the processes to die: %w", c.id, ctx.Err())
+		case <-time.After(killWait):
+		}
+	}
+	if err := c.d.Remove(ctx, c.id); err != nil {
+		return err
 	}
 	select {
 	case <-c.done:
 	case <-ctx.Done():
 		return fmt.Errorf("sandbox %s: wait for the processes to die: %w", c.id, ctx.Err())
-	}
-	if err := c.d.Remove(ctx, c.id); err != nil {
-		return err
+	case <-time.After(killWait):
+		return fmt.Errorf("sandbox %s: its init did not exit within %v of being deleted", c.id, killWait)
 	}
 	c.killed = true
 	return nil
