@@ -132,6 +132,9 @@ func (s *Service) API() awsproto.Service {
 	api.Handle("DELETE /2017-03-31/tags/{arn}", "UntagResource", s.untagResource)
 	api.Handle("GET /2017-03-31/tags/{arn}", "ListTags", s.listTags)
 	api.Handle("POST /2015-03-31/functions/{name}/invocations", "Invoke", s.invoke)
+	api.Handle("POST /2015-03-31/functions/{name}/policy", "AddPermission", s.addPermission)
+	api.Handle("DELETE /2015-03-31/functions/{name}/policy/{sid}", "RemovePermission", s.removePermission)
+	api.Handle("GET /2015-03-31/functions/{name}/policy", "GetPolicy", s.getPolicy)
 	api.Handle("GET "+codePath+"{sha}", "DownloadCode", s.downloadCode)
 	return api
 }

@@ -72,6 +72,8 @@ type function struct {
 	LastVersion int `json:"lastVersion"`
 	// Reserved is the reserved concurrency, nil when the function has none.
 	Reserved *int `json:"reserved,omitempty"`
+	// Policies are the resource-based policies, by qualifier ("" for the function itself).
+	Policies map[string]policy `json:"policies,omitempty"`
 }
 
 // AliasConfiguration is an alias as the API renders and stores it.

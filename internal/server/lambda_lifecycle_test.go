@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -195,4 +196,63 @@ func TestLambdaListFunctionsPagination(t *testing.T) {
 	}
 	_, err := c.ListFunctions(context.Background(), &lambda.ListFunctionsInput{MaxItems: aws.Int32(0)})
 	wantAPIError(t, err, "ValidationException", 400)
+}
+
+func TestLambdaPermissions(t *testing.T) {
+	dataDir := t.TempDir()
+	s := servertest.Start(t, dataDir)
+	c := lambda.NewFromConfig(s.Config(t, nil))
+	ctx := context.Background()
+	createMean(t, c, "calc")
+	_, err := c.GetPolicy(ctx, &lambda.GetPolicyInput{FunctionName: aws.String("calc")})
+	wantAPIError(t, err, "ResourceNotFoundException", 404)
+	acct := s.Identity().Account().ID
+	src := "arn:aws:execute-api:us-east-1:" + acct + ":abc123/*/*/calc"
+	out, err := c.AddPermission(ctx, &lambda.AddPermissionInput{FunctionName: aws.String("calc"), StatementId: aws.String("apigw-invoke"),
+		Action: aws.String("lambda:InvokeFunction"), Principal: aws.String("apigateway.amazonaws.com"), SourceArn: aws.String(src)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal([]byte(*out.Statement), &st); err != nil || st["Sid"] != "apigw-invoke" ||
+		st["Principal"].(map[string]any)["Service"] != "apigateway.amazonaws.com" ||
+		st["Resource"] != "arn:aws:lambda:us-east-1:"+acct+":function:calc" {
+		t.Fatalf("statement %s (%v)", *out.Statement, err)
+	}
+	_, err = c.AddPermission(ctx, &lambda.AddPermissionInput{FunctionName: aws.String("calc"), StatementId: aws.String("apigw-invoke"),
+		Action: aws.String("lambda:InvokeFunction"), Principal: aws.String("apigateway.amazonaws.com")})
+	wantAPIError(t, err, "ResourceConflictException", 409)
+	_, err = c.AddPermission(ctx, &lambda.AddPermissionInput{FunctionName: aws.String("calc"), StatementId: aws.String("bad sid"),
+		Action: aws.String("lambda:InvokeFunction"), Principal: aws.String("apigateway.amazonaws.com")})
+	wantAPIError(t, err, "ValidationException", 400)
+	_, err = c.AddPermission(ctx, &lambda.AddPermissionInput{FunctionName: aws.String("nope"), StatementId: aws.String("x"),
+		Action: aws.String("lambda:InvokeFunction"), Principal: aws.String("apigateway.amazonaws.com")})
+	wantAPIError(t, err, "ResourceNotFoundException", 404)
+
+	// The policy survives a restart.
+	s.Stop(t)
+	s = servertest.Start(t, dataDir)
+	c = lambda.NewFromConfig(s.Config(t, nil))
+	pol, err := c.GetPolicy(ctx, &lambda.GetPolicyInput{FunctionName: aws.String("calc")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Version   string
+		Statement []struct {
+			Sid       string
+			Condition map[string]map[string]string
+		}
+	}
+	if err := json.Unmarshal([]byte(*pol.Policy), &doc); err != nil || doc.Version != "2012-10-17" || len(doc.Statement) != 1 ||
+		doc.Statement[0].Condition["ArnLike"]["AWS:SourceArn"] != src || pol.RevisionId == nil {
+		t.Fatalf("GetPolicy: %s (%v)", *pol.Policy, err)
+	}
+	_, err = c.RemovePermission(ctx, &lambda.RemovePermissionInput{FunctionName: aws.String("calc"), StatementId: aws.String("other")})
+	wantAPIError(t, err, "ResourceNotFoundException", 404)
+	if _, err := c.RemovePermission(ctx, &lambda.RemovePermissionInput{FunctionName: aws.String("calc"), StatementId: aws.String("apigw-invoke")}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.GetPolicy(ctx, &lambda.GetPolicyInput{FunctionName: aws.String("calc")})
+	wantAPIError(t, err, "ResourceNotFoundException", 404)
 }
