@@ -52,6 +52,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseAuthorization$$' -fuzztime=$(FUZZTIME) ./internal/sigv4
 	$(GO) test -run='^$$' -fuzz='^FuzzParseScope$$' -fuzztime=$(FUZZTIME) ./internal/sigv4
 	$(GO) test -run='^$$' -fuzz='^FuzzImport$$' -fuzztime=$(FUZZTIME) ./internal/sshkey
+	$(GO) test -run='^$$' -fuzz='^FuzzMatch$$' -fuzztime=$(FUZZTIME) ./internal/apigw/httpapi
+	$(GO) test -run='^$$' -fuzz='^FuzzMapResponse$$' -fuzztime=$(FUZZTIME) ./internal/apigw/httpapi
 
 # test is the whole suite: what .ci/run runs.
 test: deps vet unit fuzz

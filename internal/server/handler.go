@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nubis/nubis/internal/apigw/execute"
 	"github.com/nubis/nubis/internal/awsproto"
 	"github.com/nubis/nubis/internal/sigv4"
 	"github.com/nubis/nubis/internal/version"
@@ -29,6 +30,10 @@ const HealthPath = "/_nubis/health"
 func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 	if hr.URL.Path == HealthPath {
 		s.health(w, hr)
+		return
+	}
+	if _, _, ok := execute.Target(hr); ok {
+		s.execute.ServeHTTP(w, hr)
 		return
 	}
 	start := time.Now()

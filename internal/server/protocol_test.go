@@ -70,6 +70,6 @@ func TestProtocolsOfLaterServices(t *testing.T) {
 	wantAPIError(t, err, "UnknownOperationException", 404)
 	_, err = cloudwatchlogs.NewFromConfig(cfg).DescribeLogGroups(ctx, &cloudwatchlogs.DescribeLogGroupsInput{})
 	wantAPIError(t, err, "UnknownOperationException", 400)
-	_, err = apigatewayv2.NewFromConfig(cfg).GetApis(ctx, &apigatewayv2.GetApisInput{})
+	_, err = apigatewayv2.NewFromConfig(cfg).GetDomainNames(ctx, &apigatewayv2.GetDomainNamesInput{})
 	wantAPIError(t, err, "UnknownOperationException", 404)
 }

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nubis/nubis/internal/apigw"
+	"github.com/nubis/nubis/internal/apigw/execute"
 	"github.com/nubis/nubis/internal/awsproto"
 	"github.com/nubis/nubis/internal/ec2"
 	"github.com/nubis/nubis/internal/identity"
@@ -81,6 +83,7 @@ type Server struct {
 	verifier *sigv4.Verifier
 	services map[string]awsproto.Service
 	lambda   *lambda.Service
+	execute  *execute.Handler
 	listener net.Listener
 	http     *http.Server
 }
@@ -153,15 +156,18 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	undo = append(undo, s.lambda.Close)
+	apis := apigw.New(apigw.Config{Store: s.store, Region: cfg.Region, Endpoint: s.Endpoint,
+		Log: cfg.Log.With("component", "apigateway")})
+	s.execute = execute.New(execute.Config{APIs: apis, Functions: s.lambda, Region: cfg.Region,
+		Account: s.ident.Account().ID, Verify: s.verifyExecuteAPI, Log: cfg.Log.With("component", "execute-api")})
 	s.services = map[string]awsproto.Service{}
 	for _, svc := range []awsproto.Service{
 		ec2.New(s.store, cfg.Region, cfg.Log.With("component", "ec2")).API(),
 		sts.API(cfg.Log.With("component", "sts")),
 		s.lambda.API(),
-		// API Gateway and CloudWatch Logs speak their protocols from here on; their operations
-		// arrive with their own issues, and until then every call is answered with the
-		// protocol's UnknownOperationException.
-		awsproto.NewRESTJSONService("apigateway", false, cfg.Log.With("component", "apigateway"), "/v2/"),
+		apis.API(),
+		// CloudWatch Logs speaks its protocol from here on; its operations arrive with their own
+		// issue, and until then every call is answered with UnknownOperationException.
 		&awsproto.JSONService{Name: "logs", TargetPrefix: "Logs_20140328", Log: cfg.Log.With("component", "logs")},
 	} {
 		s.services[svc.SigningName()] = svc
@@ -276,4 +282,17 @@ func sandboxDriver(ctx context.Context, cfg Config) (sandbox.Driver, string) {
 		return nil, err.Error()
 	}
 	return drv, ""
+}
+
+// verifyExecuteAPI checks the SigV4 signature of a request to an AWS_IAM route: signed with this
+// server's credentials for the execute-api service.
+func (s *Server) verifyExecuteAPI(r *http.Request, body []byte) error {
+	res, err := s.verifier.Verify(r.Context(), r, body)
+	if err != nil {
+		return err
+	}
+	if res.Scope.Service != "execute-api" {
+		return fmt.Errorf("signed for %s, not execute-api", res.Scope.Service)
+	}
+	return nil
 }
