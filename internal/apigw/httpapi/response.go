@@ -125,11 +125,15 @@ func describedResponse(version string, fields map[string]json.RawMessage) (Respo
 			}
 		}
 	}
+	// A number or boolean body is sent as its JSON text, as API Gateway does for a handler that
+	// returns {"statusCode": 200, "body": 2.0}; an object or array is a malformed response.
 	var body string
-	if raw, ok := fields["body"]; ok && !isNull(raw) {
-		if err := json.Unmarshal(raw, &body); err != nil {
-			return Response{}, errors.New("body: want a string")
+	if raw, ok := fields["body"]; ok {
+		text, _, err := scalarText(bytes.TrimSpace(raw))
+		if err != nil {
+			return Response{}, fmt.Errorf("body: %w", err)
 		}
+		body = text
 	}
 	var b64 bool
 	if raw, ok := fields["isBase64Encoded"]; ok && !isNull(raw) {

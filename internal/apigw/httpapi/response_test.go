@@ -38,6 +38,8 @@ func TestMapResponse(t *testing.T) {
 		{"2.0 base64", Version2, `{"statusCode": 200, "isBase64Encoded": true, "headers": {"content-type": "image/gif"}, "body": "R0lGODlh"}`,
 			200, hdr{"Content-Type": {"image/gif"}}, "GIF89a"},
 		{"2.0 default content type", Version2, `{"statusCode": 200, "body": "plain"}`, 200, textType, "plain"},
+		// The walkthrough's handler returns {"statusCode": 200, "body": mean(...)}: a number.
+		{"2.0 number body", Version2, `{"statusCode": 200, "body": 2.0}`, 200, textType, "2.0"},
 		{"2.0 no body", Version2, `{"statusCode": 204}`, 204, hdr{}, ""},
 		{"2.0 null fields", Version2, `{"statusCode": 200, "headers": null, "cookies": null, "body": null, "isBase64Encoded": null}`, 200, hdr{}, ""},
 		{"2.0 string statusCode", Version2, `{"statusCode": "404", "body": "gone"}`, 404, textType, "gone"},
@@ -83,7 +85,7 @@ func TestMapResponseErrors(t *testing.T) {
 		{Version2, `{"statusCode": 200.5}`},
 		{Version2, `{"statusCode": true}`},
 		{Version2, `{"statusCode": 200, "body": {"a": 1}}`},
-		{Version2, `{"statusCode": 200, "body": 5}`},
+		{Version2, `{"statusCode": 200, "body": {"mean": 5}}`},
 		{Version2, `{"statusCode": 200, "isBase64Encoded": true, "body": "not base64!"}`},
 		{Version2, `{"statusCode": 200, "isBase64Encoded": "yes"}`},
 		{Version2, `{"statusCode": 200, "headers": ["a"]}`},
