@@ -16,6 +16,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/nubis/nubis/internal/console"
 	"github.com/nubis/nubis/internal/server"
 	"github.com/nubis/nubis/internal/version"
 )
@@ -26,6 +30,9 @@ Usage:
   nubis serve [flags]     run the server in the foreground (Ctrl-C stops it)
   nubis env [flags]       print export lines that point the aws CLI and SDKs at nubis:
                             eval "$(nubis env)"
+  nubis add-trigger --function NAME
+                          put an HTTP API in front of a function, as the AWS console's
+                          "Add trigger → API Gateway → HTTP API → Open" does; prints its URL
   nubis version           print the version
   nubis help [command]    show help for a command
 
@@ -47,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(rest, stderr)
 	case "env":
 		return env(rest, stdout, stderr)
+	case "add-trigger":
+		return addTrigger(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "nubis", version.Version)
 		return 0
@@ -181,4 +190,39 @@ func flagExit(err error) int {
 		return 0
 	}
 	return 2
+}
+
+func addTrigger(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("add-trigger", "Creates an HTTP API with the route ANY /<function> and a stage \"default\" in front of a\n"+
+		"function, and lets API Gateway invoke it, as the AWS console's \"Add trigger\" does; prints the\n"+
+		"function's URL. It runs against the nubis server of the data directory.", stderr)
+	function := fs.String("function", "", "the function's `name` or ARN")
+	dataDir := fs.String("data-dir", server.DefaultDataDir(), "`directory` of the server's store")
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err)
+	}
+	if *function == "" {
+		fmt.Fprintln(stderr, "nubis add-trigger: --function is required")
+		return 2
+	}
+	info, err := server.ReadRuntimeInfo(*dataDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "nubis add-trigger: no server is running on %s: %v\n", *dataDir, err)
+		return 1
+	}
+	ctx := context.Background()
+	key, err := server.AdminKey(ctx, *dataDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "nubis add-trigger: %v\n", err)
+		return 1
+	}
+	cfg := aws.Config{Region: info.Region, BaseEndpoint: aws.String(info.Endpoint),
+		Credentials: credentials.NewStaticCredentialsProvider(key.ID, key.Secret, "")}
+	trigger, err := console.AddAPITrigger(ctx, cfg, *function)
+	if err != nil {
+		fmt.Fprintf(stderr, "nubis add-trigger: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "API %s\n%s\n", trigger.APIID, trigger.URL)
+	return 0
 }

@@ -241,3 +241,27 @@ func TestExecuteAPIMalformedRequests(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+// TestExecuteAPIIntegrationTimeout: an integration that does not answer within its timeout gives
+// 503 {"message":"Service Unavailable"}.
+func TestExecuteAPIIntegrationTimeout(t *testing.T) {
+	needSandboxes(t)
+	s := servertest.Start(t, "")
+	apiID, ac := setupAPI(t, s, "import time\ndef lambda_handler(e, c):\n    time.sleep(2)\n    return 'late'\n", true, nil)
+	ints, err := ac.GetIntegrations(context.Background(), &apigatewayv2.GetIntegrationsInput{ApiId: aws.String(apiID)})
+	if err != nil || len(ints.Items) != 1 {
+		t.Fatalf("%v %v", ints, err)
+	}
+	if _, err := ac.UpdateIntegration(context.Background(), &apigatewayv2.UpdateIntegrationInput{ApiId: aws.String(apiID),
+		IntegrationId: ints.Items[0].IntegrationId, TimeoutInMillis: aws.Int32(500)}); err != nil {
+		t.Fatal(err)
+	}
+	lc := lambda.NewFromConfig(s.Config(t, nil))
+	if _, err := lc.UpdateFunctionConfiguration(context.Background(), &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String("calculate_mean"), Timeout: aws.Int32(5)}); err != nil {
+		t.Fatal(err)
+	}
+	waitUpdated(t, lc, "calculate_mean")
+	if r := apiRequest(t, s, "GET", apiID, "/", nil, ""); r.status != 503 || r.body != `{"message":"Service Unavailable"}` {
+		t.Fatalf("integration timeout: %+v", r)
+	}
+}

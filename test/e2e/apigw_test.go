@@ -81,3 +81,38 @@ func TestAPIGatewayWalkthrough(t *testing.T) {
 		t.Fatalf("after delete-api: %q", got)
 	}
 }
+
+// TestAddTrigger: `nubis add-trigger` gives a function the console's HTTP API trigger, and its URL
+// answers at /default/<function>.
+func TestAddTrigger(t *testing.T) {
+	needRoot(t)
+	needDebianAWS(t)
+	curl := need(t, "curl")
+	dataDir := t.TempDir()
+	startServer(t, dataDir)
+	c := cli{t: t, bin: "/usr/bin/aws", env: env(t, dataDir), home: t.TempDir()}
+	dir := t.TempDir()
+	writeZip(t, filepath.Join(dir, "f.zip"), "lambda_function.py", `def lambda_handler(event, context):
+    return {"statusCode": 200, "body": event["requestContext"]["http"]["path"]}
+`)
+	c.ok("lambda", "create-function", "--function-name", "hello", "--runtime", "python3.12", "--role", "arn:aws:iam::123456789012:role/r",
+		"--handler", "lambda_function.lambda_handler", "--zip-file", "fileb://"+filepath.Join(dir, "f.zip"))
+	c.ok("lambda", "wait", "function-active-v2", "--function-name", "hello")
+	out, err := exec.Command(nubisBin, "add-trigger", "--function", "hello", "--data-dir", dataDir).CombinedOutput()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if err != nil || len(lines) != 2 || !strings.HasSuffix(lines[1], "/default/hello") {
+		t.Fatalf("add-trigger: %v\n%s", err, out)
+	}
+	got, err := exec.Command(curl, "-s", "-w", " %{http_code}", lines[1]).Output()
+	if err != nil || string(got) != "/default/hello 200" {
+		t.Fatalf("curl %s: %v %q", lines[1], err, got)
+	}
+	// A function that does not exist: a clear error, and no API left behind.
+	out, err = exec.Command(nubisBin, "add-trigger", "--function", "nope", "--data-dir", dataDir).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "ResourceNotFoundException") {
+		t.Fatalf("add-trigger for a missing function: %v %s", err, out)
+	}
+	if apis := strings.TrimSpace(c.ok("apigatewayv2", "get-apis", "--query", "length(Items)", "--output", "text")); apis != "1" {
+		t.Fatalf("%s APIs, want 1", apis)
+	}
+}
