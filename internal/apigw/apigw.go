@@ -102,32 +102,26 @@ func (s *Service) childKey(account, kind, apiID, id string) string {
 // childKinds are the kinds of record an API owns.
 var childKinds = []string{kindRoute, kindIntegration, kindStage, kindDeployment}
 
+// loadChild reads a route, integration, stage or deployment of an API that must exist; notFound
+// is the error for a child that does not.
+func loadChild[T any](s *Service, tx store.Tx, acct, apiID, kind, id string, notFound error) (T, error) {
+	var zero T
+	if _, err := s.loadAPI(tx, acct, apiID); err != nil {
+		return zero, err
+	}
+	v, ok, err := store.GetJSON[T](tx, s.childKey(acct, kind, apiID, id))
+	if err == nil && !ok {
+		err = notFound
+	}
+	return v, err
+}
+
 const (
 	kindRoute       = "route"
 	kindIntegration = "integration"
 	kindStage       = "stage"
 	kindDeployment  = "deployment"
 )
-
-func getJSON[T any](tx store.Tx, key string) (T, bool, error) {
-	var v T
-	kv, err := tx.Get(key)
-	if errors.Is(err, store.ErrNotFound) {
-		return v, false, nil
-	}
-	if err != nil {
-		return v, false, err
-	}
-	return v, true, json.Unmarshal(kv.Value, &v)
-}
-
-func putJSON(tx store.Tx, key string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return tx.Put(key, b)
-}
 
 func createJSON(tx store.Tx, key string, v any) error {
 	b, err := json.Marshal(v)

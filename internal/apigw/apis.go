@@ -191,7 +191,7 @@ func validateCors(c *Cors) error {
 }
 
 func (s *Service) loadAPI(tx store.Tx, acct, apiID string) (api, error) {
-	a, ok, err := getJSON[api](tx, s.apiKey(acct, apiID))
+	a, ok, err := store.GetJSON[api](tx, s.apiKey(acct, apiID))
 	if err == nil && !ok {
 		err = apiNotFound(acct, apiID)
 	}
@@ -298,7 +298,7 @@ func (s *Service) updateAPI(ctx context.Context, r *awsproto.Request) (int, any,
 			}
 			redeploy = true
 		}
-		if err := putJSON(tx, s.apiKey(acct, apiID), a); err != nil {
+		if err := store.PutJSON(tx, s.apiKey(acct, apiID), a); err != nil {
 			return err
 		}
 		if redeploy {
@@ -341,7 +341,7 @@ func (s *Service) updateQuick(tx store.Tx, acct, apiID string, in updateAPIInput
 	}
 	setString(&mi.IntegrationURI, in.Target)
 	setString(&mi.CredentialsArn, in.CredentialsArn)
-	if err := putJSON(tx, s.childKey(acct, kindIntegration, apiID, mi.IntegrationID), *mi); err != nil {
+	if err := store.PutJSON(tx, s.childKey(acct, kindIntegration, apiID, mi.IntegrationID), *mi); err != nil {
 		return err
 	}
 	if in.RouteKey != nil && *in.RouteKey != mr.RouteKey {
@@ -351,7 +351,7 @@ func (s *Service) updateQuick(tx store.Tx, acct, apiID string, in updateAPIInput
 			}
 		}
 		mr.RouteKey = *in.RouteKey
-		return putJSON(tx, s.childKey(acct, kindRoute, apiID, mr.RouteID), *mr)
+		return store.PutJSON(tx, s.childKey(acct, kindRoute, apiID, mr.RouteID), *mr)
 	}
 	return nil
 }
@@ -389,7 +389,7 @@ func (s *Service) deleteCors(ctx context.Context, r *awsproto.Request) (int, any
 			return err
 		}
 		a.CorsConfiguration = nil
-		if err := putJSON(tx, s.apiKey(acct, apiID), a); err != nil {
+		if err := store.PutJSON(tx, s.apiKey(acct, apiID), a); err != nil {
 			return err
 		}
 		return s.autoDeploy(tx, acct, apiID)

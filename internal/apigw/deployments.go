@@ -73,7 +73,7 @@ func (s *Service) autoDeploy(tx store.Tx, acct, apiID string) error {
 		if err := s.deployStage(tx, acct, apiID, &st); err != nil {
 			return err
 		}
-		if err := putJSON(tx, s.childKey(acct, kindStage, apiID, st.StageName), st); err != nil {
+		if err := store.PutJSON(tx, s.childKey(acct, kindStage, apiID, st.StageName), st); err != nil {
 			return err
 		}
 	}
@@ -128,7 +128,7 @@ func (s *Service) createDeployment(ctx context.Context, r *awsproto.Request) (in
 		st.DeploymentID = d.DeploymentID
 		st.LastUpdatedDate = d.CreatedDate
 		st.LastDeploymentStatusMessage = ""
-		return putJSON(tx, s.childKey(acct, kindStage, apiID, st.StageName), st)
+		return store.PutJSON(tx, s.childKey(acct, kindStage, apiID, st.StageName), st)
 	})
 	if err != nil {
 		return 0, nil, err
@@ -137,14 +137,7 @@ func (s *Service) createDeployment(ctx context.Context, r *awsproto.Request) (in
 }
 
 func (s *Service) loadDeployment(tx store.Tx, acct, apiID, id string) (deploymentRecord, error) {
-	if _, err := s.loadAPI(tx, acct, apiID); err != nil {
-		return deploymentRecord{}, err
-	}
-	d, ok, err := getJSON[deploymentRecord](tx, s.childKey(acct, kindDeployment, apiID, id))
-	if err == nil && !ok {
-		err = deploymentNotFound(acct, id)
-	}
-	return d, err
+	return loadChild[deploymentRecord](s, tx, acct, apiID, kindDeployment, id, deploymentNotFound(acct, id))
 }
 
 func (s *Service) getDeployment(ctx context.Context, r *awsproto.Request) (int, any, error) {
@@ -192,7 +185,7 @@ func (s *Service) updateDeployment(ctx context.Context, r *awsproto.Request) (in
 			return err
 		}
 		setString(&d.Deployment.Description, in.Description)
-		return putJSON(tx, s.childKey(acct, kindDeployment, apiID, id), d)
+		return store.PutJSON(tx, s.childKey(acct, kindDeployment, apiID, id), d)
 	})
 	if err != nil {
 		return 0, nil, err

@@ -189,14 +189,7 @@ func (s *Service) createIntegration(ctx context.Context, r *awsproto.Request) (i
 }
 
 func (s *Service) loadIntegration(tx store.Tx, acct, apiID, id string) (integration, error) {
-	if _, err := s.loadAPI(tx, acct, apiID); err != nil {
-		return integration{}, err
-	}
-	it, ok, err := getJSON[integration](tx, s.childKey(acct, kindIntegration, apiID, id))
-	if err == nil && !ok {
-		err = integrationNotFound(acct, id)
-	}
-	return it, err
+	return loadChild[integration](s, tx, acct, apiID, kindIntegration, id, integrationNotFound(acct, id))
 }
 
 func (s *Service) getIntegration(ctx context.Context, r *awsproto.Request) (int, any, error) {
@@ -231,7 +224,7 @@ func (s *Service) updateIntegration(ctx context.Context, r *awsproto.Request) (i
 		if err := s.applyIntegration(in, &it); err != nil {
 			return err
 		}
-		if err := putJSON(tx, s.childKey(acct, kindIntegration, apiID, id), it); err != nil {
+		if err := store.PutJSON(tx, s.childKey(acct, kindIntegration, apiID, id), it); err != nil {
 			return err
 		}
 		return s.autoDeploy(tx, acct, apiID)

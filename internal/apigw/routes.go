@@ -134,7 +134,7 @@ func (s *Service) checkTarget(tx store.Tx, acct, apiID, target string) error {
 		return nil
 	}
 	id := strings.TrimPrefix(target, "integrations/")
-	if _, ok, err := getJSON[integration](tx, s.childKey(acct, kindIntegration, apiID, id)); err != nil || ok {
+	if _, ok, err := store.GetJSON[integration](tx, s.childKey(acct, kindIntegration, apiID, id)); err != nil || ok {
 		return err
 	}
 	return badRequest("Invalid target: %s. The integration %s does not exist in API %s.", target, id, apiID)
@@ -195,14 +195,7 @@ func (s *Service) createRoute(ctx context.Context, r *awsproto.Request) (int, an
 }
 
 func (s *Service) loadRoute(tx store.Tx, acct, apiID, routeID string) (route, error) {
-	if _, err := s.loadAPI(tx, acct, apiID); err != nil {
-		return route{}, err
-	}
-	rt, ok, err := getJSON[route](tx, s.childKey(acct, kindRoute, apiID, routeID))
-	if err == nil && !ok {
-		err = routeNotFound(acct, routeID)
-	}
-	return rt, err
+	return loadChild[route](s, tx, acct, apiID, kindRoute, routeID, routeNotFound(acct, routeID))
 }
 
 func (s *Service) getRoute(ctx context.Context, r *awsproto.Request) (int, any, error) {
@@ -272,7 +265,7 @@ func (s *Service) updateRoute(ctx context.Context, r *awsproto.Request) (int, an
 		if err := s.checkTarget(tx, acct, apiID, rt.Target); err != nil {
 			return err
 		}
-		if err := putJSON(tx, s.childKey(acct, kindRoute, apiID, routeID), rt); err != nil {
+		if err := store.PutJSON(tx, s.childKey(acct, kindRoute, apiID, routeID), rt); err != nil {
 			return err
 		}
 		return s.autoDeploy(tx, acct, apiID)

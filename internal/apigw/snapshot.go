@@ -14,7 +14,7 @@ import (
 func (s *Service) Lookup(ctx context.Context, account, apiID string) (*Snapshot, error) {
 	var snap *Snapshot
 	err := s.view(ctx, func(tx store.Tx) error {
-		a, ok, err := getJSON[api](tx, s.apiKey(account, apiID))
+		a, ok, err := store.GetJSON[api](tx, s.apiKey(account, apiID))
 		if err != nil {
 			return err
 		}
@@ -40,7 +40,7 @@ func (s *Service) Lookup(ctx context.Context, account, apiID string) (*Snapshot,
 			out := Stage{Name: st.StageName, AutoDeploy: st.AutoDeploy, StageVariables: st.StageVariables,
 				DefaultRouteSettings: st.DefaultRouteSettings, RouteSettings: st.RouteSettings, DeploymentID: st.DeploymentID}
 			if st.DeploymentID != "" {
-				d, ok, err := getJSON[deploymentRecord](tx, s.childKey(account, kindDeployment, apiID, st.DeploymentID))
+				d, ok, err := store.GetJSON[deploymentRecord](tx, s.childKey(account, kindDeployment, apiID, st.DeploymentID))
 				if err != nil {
 					return err
 				}

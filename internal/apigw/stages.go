@@ -133,7 +133,7 @@ func (s *Service) applyStage(tx store.Tx, acct, apiID string, in stageInput, st 
 		if st.AutoDeploy {
 			return badRequest("A deployment cannot be set on a stage with autoDeploy enabled: its deployments are made automatically.")
 		}
-		d, ok, err := getJSON[deploymentRecord](tx, s.childKey(acct, kindDeployment, apiID, *in.DeploymentID))
+		d, ok, err := store.GetJSON[deploymentRecord](tx, s.childKey(acct, kindDeployment, apiID, *in.DeploymentID))
 		if err != nil {
 			return err
 		}
@@ -176,7 +176,7 @@ func (s *Service) createStage(ctx context.Context, r *awsproto.Request) (int, an
 			return err
 		}
 		key := s.childKey(acct, kindStage, apiID, st.StageName)
-		if _, ok, err := getJSON[stage](tx, key); err != nil || ok {
+		if _, ok, err := store.GetJSON[stage](tx, key); err != nil || ok {
 			if err == nil {
 				err = conflict("Stage %s already exists", st.StageName)
 			}
@@ -199,14 +199,7 @@ func (s *Service) createStage(ctx context.Context, r *awsproto.Request) (int, an
 }
 
 func (s *Service) loadStage(tx store.Tx, acct, apiID, name string) (stage, error) {
-	if _, err := s.loadAPI(tx, acct, apiID); err != nil {
-		return stage{}, err
-	}
-	st, ok, err := getJSON[stage](tx, s.childKey(acct, kindStage, apiID, name))
-	if err == nil && !ok {
-		err = stageNotFound(acct, apiID, name)
-	}
-	return st, err
+	return loadChild[stage](s, tx, acct, apiID, kindStage, name, stageNotFound(acct, apiID, name))
 }
 
 func (s *Service) getStage(ctx context.Context, r *awsproto.Request) (int, any, error) {
@@ -251,7 +244,7 @@ func (s *Service) updateStage(ctx context.Context, r *awsproto.Request) (int, an
 				return err
 			}
 		}
-		return putJSON(tx, s.childKey(acct, kindStage, apiID, name), st)
+		return store.PutJSON(tx, s.childKey(acct, kindStage, apiID, name), st)
 	})
 	if err != nil {
 		return 0, nil, err
@@ -290,7 +283,7 @@ func (s *Service) deleteRouteSettings(ctx context.Context, r *awsproto.Request) 
 		}
 		delete(st.RouteSettings, key)
 		st.LastUpdatedDate = timestamp(s.now())
-		return putJSON(tx, s.childKey(acct, kindStage, apiID, name), st)
+		return store.PutJSON(tx, s.childKey(acct, kindStage, apiID, name), st)
 	})
 	if err != nil {
 		return 0, nil, err

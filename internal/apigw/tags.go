@@ -69,7 +69,7 @@ func (s *Service) withTags(ctx context.Context, r *awsproto.Request, write bool,
 			if err := fn(a.Tags); err != nil || !write {
 				return err
 			}
-			return putJSON(tx, s.apiKey(acct, t.apiID), a)
+			return store.PutJSON(tx, s.apiKey(acct, t.apiID), a)
 		}
 		st, err := s.loadStage(tx, acct, t.apiID, t.stage)
 		if err != nil {
@@ -81,7 +81,7 @@ func (s *Service) withTags(ctx context.Context, r *awsproto.Request, write bool,
 		if err := fn(st.Tags); err != nil || !write {
 			return err
 		}
-		return putJSON(tx, s.childKey(acct, kindStage, t.apiID, t.stage), st)
+		return store.PutJSON(tx, s.childKey(acct, kindStage, t.apiID, t.stage), st)
 	})
 }
 

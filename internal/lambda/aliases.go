@@ -26,7 +26,7 @@ func (s *Service) checkAliasTarget(tx store.Tx, r *awsproto.Request, fn string, 
 		if ver != "$LATEST" && !digits.MatchString(ver) {
 			return validation(ver, "functionVersion", `Member must satisfy regular expression pattern: (\$LATEST|[0-9]+)`)
 		}
-		if _, ok, err := getJSON[version](tx, s.versionKey(r, fn, ver)); err != nil || !ok {
+		if _, ok, err := store.GetJSON[version](tx, s.versionKey(r, fn, ver)); err != nil || !ok {
 			if err == nil {
 				err = functionNotFound(s.functionARN(r, fn) + ":" + ver)
 			}
@@ -106,7 +106,7 @@ func (s *Service) loadAlias(tx store.Tx, r *awsproto.Request, f ref, name string
 	if _, err := s.requireFunction(tx, r, f); err != nil {
 		return AliasConfiguration{}, err
 	}
-	a, ok, err := getJSON[AliasConfiguration](tx, s.aliasKey(r, f.name, name))
+	a, ok, err := store.GetJSON[AliasConfiguration](tx, s.aliasKey(r, f.name, name))
 	if err == nil && !ok {
 		err = notFound("Alias not found: %s", s.aliasARN(r, f.name, name))
 	}
@@ -159,7 +159,7 @@ func (s *Service) updateAlias(ctx context.Context, r *awsproto.Request) (int, an
 			return err
 		}
 		a.RevisionID = newRevision()
-		return putJSON(tx, s.aliasKey(r, f.name, a.Name), a)
+		return store.PutJSON(tx, s.aliasKey(r, f.name, a.Name), a)
 	})
 	if err != nil {
 		return 0, nil, err

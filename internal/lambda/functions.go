@@ -71,7 +71,7 @@ func (s *Service) arn(r *awsproto.Request, f ref) string {
 
 // requireFunction returns the function a reference names, or ResourceNotFoundException.
 func (s *Service) requireFunction(tx store.Tx, r *awsproto.Request, f ref) (function, error) {
-	fn, ok, err := getJSON[function](tx, s.functionKey(r, f.name))
+	fn, ok, err := store.GetJSON[function](tx, s.functionKey(r, f.name))
 	if err == nil && !ok {
 		err = functionNotFound(s.arn(r, f))
 	}
@@ -105,7 +105,7 @@ func (s *Service) resolveRouted(tx store.Tx, r *awsproto.Request, f ref, routed 
 		ver = "$LATEST"
 	}
 	if ver != "$LATEST" && !digits.MatchString(ver) {
-		a, ok, err := getJSON[AliasConfiguration](tx, s.aliasKey(r, f.name, ver))
+		a, ok, err := store.GetJSON[AliasConfiguration](tx, s.aliasKey(r, f.name, ver))
 		if err != nil {
 			return version{}, err
 		}
@@ -117,7 +117,7 @@ func (s *Service) resolveRouted(tx store.Tx, r *awsproto.Request, f ref, routed 
 			ver = a.pick(rand.Float64())
 		}
 	}
-	v, ok, err := getJSON[version](tx, s.versionKey(r, f.name, ver))
+	v, ok, err := store.GetJSON[version](tx, s.versionKey(r, f.name, ver))
 	if err != nil {
 		return version{}, err
 	}
@@ -234,7 +234,7 @@ func (s *Service) createFunction(ctx context.Context, r *awsproto.Request) (int,
 			}
 			return err
 		}
-		if err := putJSON(tx, s.versionKey(r, fn.Name, "$LATEST"), latest); err != nil {
+		if err := store.PutJSON(tx, s.versionKey(r, fn.Name, "$LATEST"), latest); err != nil {
 			return err
 		}
 		if in.Publish {
@@ -243,7 +243,7 @@ func (s *Service) createFunction(ctx context.Context, r *awsproto.Request) (int,
 				return err
 			}
 			out = v.Config
-			return putJSON(tx, s.functionKey(r, fn.Name), fn)
+			return store.PutJSON(tx, s.functionKey(r, fn.Name), fn)
 		}
 		return nil
 	})

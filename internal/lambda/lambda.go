@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -237,26 +236,6 @@ func (s *Service) aliasKey(r *awsproto.Request, name, alias string) string {
 // functionARN is the unqualified ARN of a function.
 func (s *Service) functionARN(r *awsproto.Request, name string) string {
 	return fmt.Sprintf("arn:aws:lambda:%s:%s:function:%s", s.cfg.Region, r.Caller.AccountID, name)
-}
-
-func getJSON[T any](tx store.Tx, key string) (T, bool, error) {
-	var v T
-	kv, err := tx.Get(key)
-	if errors.Is(err, store.ErrNotFound) {
-		return v, false, nil
-	}
-	if err != nil {
-		return v, false, err
-	}
-	return v, true, json.Unmarshal(kv.Value, &v)
-}
-
-func putJSON(tx store.Tx, key string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return tx.Put(key, b)
 }
 
 func newRevision() string { return uuid.NewString() }

@@ -100,7 +100,7 @@ func (s *Service) putConcurrency(ctx context.Context, r *awsproto.Request) (int,
 			return invalidParam("Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [%d].", minUnreserved)
 		}
 		fn.Reserved = &n
-		return putJSON(tx, s.functionKey(r, f.name), fn)
+		return store.PutJSON(tx, s.functionKey(r, f.name), fn)
 	})
 	if err != nil {
 		return 0, nil, err
@@ -155,7 +155,7 @@ func (s *Service) updateFunction(ctx context.Context, r *awsproto.Request, name 
 		if err := change(&fn); err != nil {
 			return err
 		}
-		return putJSON(tx, s.functionKey(r, name), fn)
+		return store.PutJSON(tx, s.functionKey(r, name), fn)
 	})
 }
 

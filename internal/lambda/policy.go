@@ -115,7 +115,7 @@ func (s *Service) addPermission(ctx context.Context, r *awsproto.Request) (int, 
 			fn.Policies = map[string]policy{}
 		}
 		fn.Policies[f.qualifier] = p
-		return putJSON(tx, s.functionKey(r, f.name), fn)
+		return store.PutJSON(tx, s.functionKey(r, f.name), fn)
 	})
 	if err != nil {
 		return 0, nil, err

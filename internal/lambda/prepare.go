@@ -82,7 +82,7 @@ func (s *Service) prepare(ctx context.Context, key, rev string) error {
 			} else {
 				c.State, c.LastUpdateStatus = StateActive, UpdateOK
 			}
-			if err := putJSON(tx, kv.Key, cur); err != nil {
+			if err := store.PutJSON(tx, kv.Key, cur); err != nil {
 				return err
 			}
 		}

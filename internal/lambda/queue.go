@@ -38,7 +38,7 @@ func (s *Service) queuePrefix() string { return "lambda-queue/" + s.cfg.Region +
 func (s *Service) enqueue(ctx context.Context, account string, v version, payload []byte) error {
 	key := fmt.Sprintf("%s%020d-%s", s.queuePrefix(), s.now().UnixNano(), uuid.NewString())
 	ev := queuedEvent{Account: account, Function: v.Config.FunctionName, Version: v.Config.Version, Payload: payload}
-	if err := s.store.Update(ctx, func(tx store.Tx) error { return putJSON(tx, key, ev) }); err != nil {
+	if err := s.store.Update(ctx, func(tx store.Tx) error { return store.PutJSON(tx, key, ev) }); err != nil {
 		return err
 	}
 	s.kickQueue()
@@ -118,6 +118,6 @@ func (s *Service) runEvent(ctx context.Context, key string, ev queuedEvent) {
 			return nil
 		}
 		ev.NotBefore = s.now().Add(s.cfg.EventRetryDelays[ev.Attempts-1])
-		return putJSON(tx, key, ev)
+		return store.PutJSON(tx, key, ev)
 	})
 }

@@ -18,7 +18,7 @@ func (s *Service) latestForUpdate(tx store.Tx, r *awsproto.Request, f ref, revis
 	if err != nil {
 		return fn, version{}, err
 	}
-	v, _, err := getJSON[version](tx, s.versionKey(r, f.name, "$LATEST"))
+	v, _, err := store.GetJSON[version](tx, s.versionKey(r, f.name, "$LATEST"))
 	if err != nil {
 		return fn, v, err
 	}
@@ -88,7 +88,7 @@ func (s *Service) updateFunctionCode(ctx context.Context, r *awsproto.Request) (
 		v.Config.RevisionID = newRevision()
 		v.Config.LastUpdateStatus, v.Config.LastUpdateReason, v.Config.LastUpdateCode = UpdateRunning, "The function is being created.", "Creating"
 		latestRev = v.Config.RevisionID
-		if err := putJSON(tx, s.versionKey(r, f.name, "$LATEST"), v); err != nil {
+		if err := store.PutJSON(tx, s.versionKey(r, f.name, "$LATEST"), v); err != nil {
 			return err
 		}
 		out = v.Config
@@ -98,7 +98,7 @@ func (s *Service) updateFunctionCode(ctx context.Context, r *awsproto.Request) (
 				return err
 			}
 			out = pv.Config
-			return putJSON(tx, s.functionKey(r, f.name), fn)
+			return store.PutJSON(tx, s.functionKey(r, f.name), fn)
 		}
 		return nil
 	})
@@ -166,7 +166,7 @@ func (s *Service) updateFunctionConfiguration(ctx context.Context, r *awsproto.R
 		c.RevisionID = newRevision()
 		c.LastUpdateStatus, c.LastUpdateReason, c.LastUpdateCode = UpdateOK, "", ""
 		out = *c
-		return putJSON(tx, s.versionKey(r, f.name, "$LATEST"), v)
+		return store.PutJSON(tx, s.versionKey(r, f.name, "$LATEST"), v)
 	})
 	if err != nil {
 		return 0, nil, err

@@ -13,7 +13,7 @@ import (
 // nothing changed since it (as Lambda does). fn.LastVersion is advanced; the caller stores fn.
 func (s *Service) publish(tx store.Tx, r *awsproto.Request, fn *function, latest version, description string) (version, error) {
 	if fn.LastVersion > 0 {
-		last, ok, err := getJSON[version](tx, s.versionKey(r, fn.Name, strconv.Itoa(fn.LastVersion)))
+		last, ok, err := store.GetJSON[version](tx, s.versionKey(r, fn.Name, strconv.Itoa(fn.LastVersion)))
 		if err != nil {
 			return version{}, err
 		}
@@ -28,7 +28,7 @@ func (s *Service) publish(tx store.Tx, r *awsproto.Request, fn *function, latest
 	v.Config.FunctionArn = s.functionARN(r, fn.Name) + ":" + num
 	v.Config.Description = description
 	v.Config.RevisionID = newRevision()
-	if err := putJSON(tx, s.versionKey(r, fn.Name, num), v); err != nil {
+	if err := store.PutJSON(tx, s.versionKey(r, fn.Name, num), v); err != nil {
 		return version{}, err
 	}
 	return v, nil
@@ -83,7 +83,7 @@ func (s *Service) publishVersion(ctx context.Context, r *awsproto.Request) (int,
 			return err
 		}
 		out = v.Config
-		return putJSON(tx, s.functionKey(r, f.name), fn)
+		return store.PutJSON(tx, s.functionKey(r, f.name), fn)
 	})
 	if err != nil {
 		return 0, nil, err
