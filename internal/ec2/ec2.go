@@ -50,6 +50,11 @@ func (s *Service) API() awsproto.Service {
 			"CreateTags":       s.createTags,
 			"DeleteTags":       s.deleteTags,
 			"DescribeTags":     s.describeTags,
+
+			"DescribeInstanceTypes":         s.describeInstanceTypes,
+			"DescribeInstanceTypeOfferings": s.describeInstanceTypeOfferings,
+			"DescribeRegions":               s.describeRegions,
+			"DescribeAvailabilityZones":     s.describeAvailabilityZones,
 		},
 	}
 }
