@@ -26,6 +26,9 @@ type target struct {
 	p50, p99 time.Duration
 	rate     float64 // minimum invocations per second, with no errors
 	versus   string  // a benchmark of the same work by another implementation, printed beside it
+	// minus, when set, makes p50 a target on the difference of p50s: name's minus this one's (an
+	// overhead measured in the same run, such as API Gateway's over a direct Invoke).
+	minus string
 }
 
 // targets are compared with the results after the run; they never fail it.
@@ -35,6 +38,9 @@ var targets = []target{
 	{name: "BenchmarkColdStart/memory=128MB", p50: 150 * time.Millisecond, versus: "BenchmarkColdStartRIE"},
 	{name: "BenchmarkThroughput/memory=128MB", rate: 1000, versus: "BenchmarkThroughputRIE"},
 	{name: "BenchmarkThroughput/memory=1769MB", rate: 1000, versus: "BenchmarkThroughputRIE"},
+	{name: "BenchmarkAPIGatewayOverhead/memory=1769MB/api", p50: 300 * time.Microsecond,
+		minus: "BenchmarkAPIGatewayOverhead/memory=1769MB/invoke"},
+	{name: "BenchmarkAPIGatewayLoad/wrk", rate: 2000, versus: "BenchmarkAPIGatewayLoad/invoke"},
 }
 
 // baseline is the benchmark the others are compared with.
@@ -75,6 +81,16 @@ func summarize(w io.Writer) {
 			continue
 		}
 		var parts []string
+		if t.minus != "" {
+			m, ok := results[t.minus]
+			if !ok {
+				continue
+			}
+			d := r.p50 - m.p50
+			fmt.Fprintf(w, "target %s: p50 %s − %s p50 %s = %s (≤ %s: %s)\n", t.name, ms(r.p50), t.minus, ms(m.p50), ms(d),
+				ms(t.p50), verdict(d, t.p50))
+			continue
+		}
 		if t.p50 > 0 {
 			parts = append(parts, fmt.Sprintf("p50 %s (≤ %s: %s)", ms(r.p50), ms(t.p50), verdict(r.p50, t.p50)))
 		}

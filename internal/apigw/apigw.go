@@ -281,5 +281,5 @@ func (s *Service) update(ctx context.Context, fn func(tx store.Tx) error) error 
 
 // view runs fn, which only reads, in one transaction, so that it sees one consistent state.
 func (s *Service) view(ctx context.Context, fn func(tx store.Tx) error) error {
-	return s.store.Update(ctx, fn)
+	return s.store.View(ctx, fn)
 }

@@ -129,7 +129,7 @@ func (s *Service) resolveRouted(tx store.Tx, r *awsproto.Request, f ref, routed 
 
 // view runs fn in a transaction that only reads.
 func (s *Service) view(ctx context.Context, fn func(tx store.Tx) error) error {
-	return s.store.Update(ctx, fn)
+	return s.store.View(ctx, fn)
 }
 
 type createFunctionInput struct {

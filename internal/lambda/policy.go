@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/nubis/nubis/internal/awsproto"
+	"github.com/nubis/nubis/internal/glob"
 	"github.com/nubis/nubis/internal/store"
 )
 
@@ -196,11 +197,7 @@ func (p policy) allows(principal, sourceArn string) bool {
 
 // arnLike matches an ARN against an IAM ArnLike pattern: * matches any run of characters and ?
 // one character, within the whole ARN.
-func arnLike(pattern, s string) bool {
-	re := "^" + strings.NewReplacer(`\*`, ".*", `\?`, ".").Replace(regexp.QuoteMeta(pattern)) + "$"
-	ok, _ := regexp.MatchString(re, s)
-	return ok
-}
+func arnLike(pattern, s string) bool { return glob.Match(pattern, s) }
 
 // InvokeAs invokes a function synchronously on behalf of an AWS service (API Gateway's
 // apigateway.amazonaws.com), as Lambda does for service integrations: the function's policy for

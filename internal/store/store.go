@@ -43,6 +43,9 @@ type Store interface {
 	// returns nil. fn may be run more than once (an optimistic backend retries on conflict), so it must
 	// have no side effects outside tx.
 	Update(ctx context.Context, fn func(tx Tx) error) error
+	// View runs fn in a read-only transaction: a consistent snapshot of the store, which may run
+	// beside other readers and a writer. Writes through its tx fail.
+	View(ctx context.Context, fn func(tx Tx) error) error
 	// Close releases the store. Calls after Close fail with an error wrapping errdefs.ErrUnavailable.
 	Close() error
 }

@@ -49,6 +49,9 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*DB, error) {
 	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(ON)"} {
 		pragmas.Add("_pragma", p)
 	}
+	readPragmas := url.Values{"_pragma": append(append([]string(nil), pragmas["_pragma"]...), "query_only(1)")}
+	// Writers take SQLite's write lock when they begin (no deadlocking lock upgrades); readers
+	// begin deferred, so they never wait for it.
 	pragmas.Set("_txlock", "immediate")
 	dsn := "file:" + path + "?" + pragmas.Encode()
 	write, err := sql.Open("sqlite", dsn)
@@ -56,7 +59,7 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*DB, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	write.SetMaxOpenConns(1)
-	read, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
+	read, err := sql.Open("sqlite", "file:"+path+"?"+readPragmas.Encode())
 	if err != nil {
 		write.Close()
 		return nil, fmt.Errorf("open store: %w", err)
@@ -201,13 +204,31 @@ func (db *DB) Update(ctx context.Context, fn func(store.Tx) error) error {
 	return nil
 }
 
+// View implements store.Store: a deferred transaction on the read pool, which in WAL mode sees one
+// snapshot and does not wait for the writer.
+func (db *DB) View(ctx context.Context, fn func(store.Tx) error) error {
+	if err := db.checkOpen(); err != nil {
+		return err
+	}
+	sqlTx, err := db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("store begin: %w", err)
+	}
+	defer sqlTx.Rollback()
+	return fn(&tx{ctx: ctx, tx: sqlTx, readOnly: true})
+}
+
 // tx implements store.Tx. Every write in one transaction gets the same new revision, as in etcd.
 type tx struct {
-	ctx   context.Context
-	tx    *sql.Tx
-	rev   int64
-	wrote bool
+	ctx      context.Context
+	tx       *sql.Tx
+	rev      int64
+	wrote    bool
+	readOnly bool
 }
+
+// errReadOnly is what a write through a View transaction gets.
+var errReadOnly = errors.New("store: write in a read-only transaction")
 
 func (t *tx) Get(key string) (store.KV, error) { return get(t.ctx, t.tx, key) }
 
@@ -216,6 +237,9 @@ func (t *tx) List(prefix, after string, limit int) ([]store.KV, error) {
 }
 
 func (t *tx) Create(key string, value []byte) error {
+	if t.readOnly {
+		return errReadOnly
+	}
 	res, err := t.tx.ExecContext(t.ctx,
 		`INSERT INTO kv (key, value, create_rev, mod_rev) VALUES (?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`,
 		key, value, t.rev, t.rev)
@@ -230,6 +254,9 @@ func (t *tx) Create(key string, value []byte) error {
 }
 
 func (t *tx) Put(key string, value []byte) error {
+	if t.readOnly {
+		return errReadOnly
+	}
 	_, err := t.tx.ExecContext(t.ctx,
 		`INSERT INTO kv (key, value, create_rev, mod_rev) VALUES (?, ?, ?, ?)
 		 ON CONFLICT (key) DO UPDATE SET value = excluded.value, mod_rev = excluded.mod_rev`,
@@ -242,6 +269,9 @@ func (t *tx) Put(key string, value []byte) error {
 }
 
 func (t *tx) Delete(key string) error {
+	if t.readOnly {
+		return errReadOnly
+	}
 	res, err := t.tx.ExecContext(t.ctx, `DELETE FROM kv WHERE key = ?`, key)
 	if err != nil {
 		return fmt.Errorf("store delete %q: %w", key, err)

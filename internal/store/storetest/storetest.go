@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nubis/nubis/internal/store"
 )
@@ -27,6 +28,7 @@ func Run(t *testing.T, open Factory) {
 		{"RollbackOnError", testRollback},
 		{"TxSeesOwnWrites", testTxSeesOwnWrites},
 		{"ConcurrentIncrements", testConcurrentIncrements},
+		{"View", testView},
 		{"Closed", testClosed},
 	}
 	for _, tc := range tests {
@@ -218,5 +220,51 @@ func testClosed(t *testing.T, s store.Store) {
 	}
 	if err := s.Update(context.Background(), func(store.Tx) error { return nil }); err == nil {
 		t.Fatal("Update after Close succeeded")
+	}
+}
+
+func testView(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	put(t, s, "v/a", "1", "v/b", "2")
+	err := s.View(ctx, func(tx store.Tx) error {
+		kv, err := tx.Get("v/a")
+		if err != nil || string(kv.Value) != "1" {
+			return fmt.Errorf("View Get: %+v %v", kv, err)
+		}
+		if l, err := tx.List("v/", "", 0); err != nil || len(l) != 2 {
+			return fmt.Errorf("View List: %v %v", l, err)
+		}
+		if err := tx.Put("v/c", []byte("3")); err == nil {
+			return errors.New("a write in View succeeded")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "v/c"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the refused write is visible: %v", err)
+	}
+	// A View runs while a writer holds its transaction.
+	inUpdate, viewDone := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Update(ctx, func(tx store.Tx) error {
+			close(inUpdate)
+			select {
+			case <-viewDone:
+			case <-time.After(10 * time.Second):
+				return errors.New("a View could not run while a writer held its transaction")
+			}
+			return tx.Put("v/a", []byte("9"))
+		})
+	}()
+	<-inUpdate
+	if err := s.View(ctx, func(tx store.Tx) error { _, err := tx.Get("v/a"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	close(viewDone)
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
