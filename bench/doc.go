@@ -28,6 +28,12 @@
 // host's python3, unsandboxed, on loopback. They build aws-lambda-rie with `go install` from the
 // Go module proxy (or the module cache) into a temporary directory, and skip if they cannot.
 //
+// BenchmarkAPIGatewayOverhead times calculate_mean invoked directly and through its HTTP API,
+// interleaved over one kept-alive connection each: API Gateway's overhead is the API's p50 minus
+// Invoke's. BenchmarkAPIGatewayLoad runs `wrk -t2 -c32 -d5s` against the route (it needs wrk,
+// which make deps installs), the same load from 32 Go clients, and 32 SDK clients invoking
+// directly. The whole `make bench` run takes about a minute and a half.
+//
 // Performance targets live here, never in timed tests, and are reported rather than asserted:
 // after the benchmarks, the run prints each benchmark that has a target in [targets] beside its
 // target and the baseline. A benchmark added by a later issue goes beside the others, with its
