@@ -17,12 +17,13 @@ type pool struct {
 	mu     sync.Mutex
 	idle   map[envKey][]*environment
 	busy   map[string]int // per account/function: environments busy or starting
-	active int            // account-wide (one account per server today)
+	inUse  map[*environment]bool
+	active int // account-wide (one account per server today)
 	closed bool
 }
 
 func newPool(s *Service) *pool {
-	return &pool{s: s, idle: map[envKey][]*environment{}, busy: map[string]int{}}
+	return &pool{s: s, idle: map[envKey][]*environment{}, busy: map[string]int{}, inUse: map[*environment]bool{}}
 }
 
 // throttled is Lambda's TooManyRequestsException with the Reason member.
@@ -62,6 +63,9 @@ func (p *pool) acquire(ctx context.Context, v version, account string, reserved 
 		env = envs[len(envs)-1]
 		p.idle[key] = envs[:len(envs)-1]
 	}
+	if env != nil {
+		p.inUse[env] = true
+	}
 	p.mu.Unlock()
 	for _, e := range stale {
 		go e.stop(context.Background())
@@ -73,6 +77,15 @@ func (p *pool) acquire(ctx context.Context, v version, account string, reserved 
 	if err != nil {
 		p.done(fnKey)
 		return nil, err
+	}
+	p.mu.Lock()
+	closed := p.closed
+	p.inUse[env] = !closed
+	p.mu.Unlock()
+	if closed {
+		env.stop(context.Background())
+		p.done(fnKey)
+		return nil, errServiceClosed
 	}
 	return env, nil
 }
@@ -89,6 +102,12 @@ func (p *pool) release(env *environment, healthy bool) {
 	p.done(env.key.account + "/" + env.key.function)
 	env.lastUsed = p.s.now()
 	p.mu.Lock()
+	wasInUse := p.inUse[env]
+	delete(p.inUse, env)
+	if !wasInUse { // close stopped it meanwhile
+		p.mu.Unlock()
+		return
+	}
 	if healthy && !p.closed {
 		p.idle[env.key] = append(p.idle[env.key], env)
 		p.mu.Unlock()
@@ -159,7 +178,8 @@ func (p *pool) idleCount() int {
 	return n
 }
 
-// close stops every idle environment and refuses new ones; busy ones are stopped on release.
+// close stops every environment, idle or busy (an invocation in flight then fails), and refuses
+// new ones: environments do not outlive the server that serves their Runtime API.
 func (p *pool) close() {
 	p.mu.Lock()
 	p.closed = true
@@ -167,6 +187,10 @@ func (p *pool) close() {
 	for _, envs := range p.idle {
 		stop = append(stop, envs...)
 	}
+	for env := range p.inUse {
+		stop = append(stop, env)
+	}
+	p.inUse = map[*environment]bool{}
 	p.idle = map[envKey][]*environment{}
 	p.mu.Unlock()
 	for _, e := range stop {

@@ -269,5 +269,8 @@ func Release(dir string) error {
 	if uerr := unix.Unmount(dir, unix.MNT_DETACH); uerr != nil && !errors.Is(uerr, unix.EINVAL) && !errors.Is(uerr, unix.ENOENT) {
 		err = errors.Join(err, fmt.Errorf("unmount netns dir %s: %w", dir, uerr))
 	}
+	if err == nil {
+		os.Remove(dir) // only if empty
+	}
 	return err
 }

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -263,5 +265,19 @@ func TestExecuteAPIIntegrationTimeout(t *testing.T) {
 	waitUpdated(t, lc, "calculate_mean")
 	if r := apiRequest(t, s, "GET", apiID, "/", nil, ""); r.status != 503 || r.body != `{"message":"Service Unavailable"}` {
 		t.Fatalf("integration timeout: %+v", r)
+	}
+	// The function is still running; stopping the server stops its environment too, leaving no
+	// sandbox or cgroup behind.
+	ids, _ := exec.Command("runc", "--root", s.DataDir+"/sandboxes/runc", "list", "-q").Output()
+	id := strings.TrimSpace(string(ids))
+	if id == "" {
+		t.Fatal("no environment is running the function")
+	}
+	s.Stop(t)
+	if _, err := os.Stat("/sys/fs/cgroup/memory/nubis/" + id); err == nil {
+		t.Fatalf("the cgroup of environment %s outlived the server", id)
+	}
+	if out, _ := exec.Command("runc", "--root", s.DataDir+"/sandboxes/runc", "list", "-q").Output(); strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("sandboxes outlived the server: %s", out)
 	}
 }
