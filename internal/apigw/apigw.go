@@ -116,6 +116,19 @@ func loadChild[T any](s *Service, tx store.Tx, acct, apiID, kind, id string, not
 	return v, err
 }
 
+// getOne reads, for GetRoute, GetIntegration, GetStage and GetDeployment, the child of the API in
+// the path whose id is the path value idParam.
+func getOne[T any](ctx context.Context, s *Service, r *awsproto.Request, idParam string,
+	load func(tx store.Tx, acct, apiID, id string) (T, error)) (T, error) {
+	var v T
+	err := s.view(ctx, func(tx store.Tx) error {
+		var err error
+		v, err = load(tx, r.Caller.AccountID, r.HTTP.PathValue("apiId"), r.HTTP.PathValue(idParam))
+		return err
+	})
+	return v, err
+}
+
 const (
 	kindRoute       = "route"
 	kindIntegration = "integration"

@@ -141,12 +141,7 @@ func (s *Service) loadDeployment(tx store.Tx, acct, apiID, id string) (deploymen
 }
 
 func (s *Service) getDeployment(ctx context.Context, r *awsproto.Request) (int, any, error) {
-	var d deploymentRecord
-	err := s.view(ctx, func(tx store.Tx) error {
-		var err error
-		d, err = s.loadDeployment(tx, r.Caller.AccountID, r.HTTP.PathValue("apiId"), r.HTTP.PathValue("deploymentId"))
-		return err
-	})
+	d, err := getOne(ctx, s, r, "deploymentId", s.loadDeployment)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -193,16 +193,11 @@ func (s *Service) loadIntegration(tx store.Tx, acct, apiID, id string) (integrat
 }
 
 func (s *Service) getIntegration(ctx context.Context, r *awsproto.Request) (int, any, error) {
-	var it integration
-	err := s.view(ctx, func(tx store.Tx) error {
-		var err error
-		it, err = s.loadIntegration(tx, r.Caller.AccountID, r.HTTP.PathValue("apiId"), r.HTTP.PathValue("integrationId"))
-		return err
-	})
+	v, err := getOne(ctx, s, r, "integrationId", s.loadIntegration)
 	if err != nil {
 		return 0, nil, err
 	}
-	return 200, it, nil
+	return 200, v, nil
 }
 
 func (s *Service) getIntegrations(ctx context.Context, r *awsproto.Request) (int, any, error) {

@@ -199,16 +199,11 @@ func (s *Service) loadRoute(tx store.Tx, acct, apiID, routeID string) (route, er
 }
 
 func (s *Service) getRoute(ctx context.Context, r *awsproto.Request) (int, any, error) {
-	var rt route
-	err := s.view(ctx, func(tx store.Tx) error {
-		var err error
-		rt, err = s.loadRoute(tx, r.Caller.AccountID, r.HTTP.PathValue("apiId"), r.HTTP.PathValue("routeId"))
-		return err
-	})
+	v, err := getOne(ctx, s, r, "routeId", s.loadRoute)
 	if err != nil {
 		return 0, nil, err
 	}
-	return 200, rt, nil
+	return 200, v, nil
 }
 
 func (s *Service) getRoutes(ctx context.Context, r *awsproto.Request) (int, any, error) {

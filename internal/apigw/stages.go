@@ -203,16 +203,11 @@ func (s *Service) loadStage(tx store.Tx, acct, apiID, name string) (stage, error
 }
 
 func (s *Service) getStage(ctx context.Context, r *awsproto.Request) (int, any, error) {
-	var st stage
-	err := s.view(ctx, func(tx store.Tx) error {
-		var err error
-		st, err = s.loadStage(tx, r.Caller.AccountID, r.HTTP.PathValue("apiId"), r.HTTP.PathValue("stageName"))
-		return err
-	})
+	v, err := getOne(ctx, s, r, "stageName", s.loadStage)
 	if err != nil {
 		return 0, nil, err
 	}
-	return 200, st, nil
+	return 200, v, nil
 }
 
 func (s *Service) getStages(ctx context.Context, r *awsproto.Request) (int, any, error) {

@@ -206,13 +206,9 @@ func (s *Service) listAliases(ctx context.Context, r *awsproto.Request) (int, an
 		if _, err := s.requireFunction(tx, r, f); err != nil {
 			return err
 		}
-		after := ""
-		if marker != "" {
-			pos, err := decodeMarker(marker)
-			if err != nil {
-				return err
-			}
-			after = s.aliasKey(r, f.name, pos)
+		after, err := afterMarker(marker, s.aliasKey(r, f.name, ""))
+		if err != nil {
+			return err
 		}
 		kvs, err := tx.List(s.aliasKey(r, f.name, ""), after, 0)
 		if err != nil {

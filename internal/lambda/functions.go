@@ -78,13 +78,17 @@ func (s *Service) requireFunction(tx store.Tx, r *awsproto.Request, f ref) (func
 	return fn, err
 }
 
-// decodeMarker reads a pagination marker made by encodeMarker.
-func decodeMarker(marker string) (string, error) {
+// afterMarker turns a pagination marker made by encodeMarker into the store key to list after:
+// prefix followed by the marker's position ("" for no marker).
+func afterMarker(marker, prefix string) (string, error) {
+	if marker == "" {
+		return "", nil
+	}
 	b, err := base64.RawURLEncoding.DecodeString(marker)
 	if err != nil {
 		return "", invalidParam("Invalid marker: %s", marker)
 	}
-	return string(b), nil
+	return prefix + string(b), nil
 }
 
 func encodeMarker(pos string) string { return base64.RawURLEncoding.EncodeToString([]byte(pos)) }
@@ -354,15 +358,11 @@ func (s *Service) listFunctions(ctx context.Context, r *awsproto.Request) (int, 
 	default:
 		return 0, nil, validation(q.Get("FunctionVersion"), "functionVersion", "Member must satisfy enum value set: [ALL]")
 	}
-	after := ""
-	if marker != "" {
-		pos, err := decodeMarker(marker)
-		if err != nil {
-			return 0, nil, err
-		}
-		after = s.prefix(r) + "version/" + pos
-	}
 	prefix := s.prefix(r) + "version/"
+	after, err := afterMarker(marker, prefix)
+	if err != nil {
+		return 0, nil, err
+	}
 	kvs, err := s.store.List(ctx, prefix, after, 0)
 	if err != nil {
 		return 0, nil, err

@@ -25,21 +25,21 @@ const (
 
 var errServiceClosed = errors.New("lambda: shutting down")
 
-// target is what an Invoke runs: a version of a function and the function's reserved concurrency.
+// target is what an Invoke runs: a version of a function, and the function's record (for its
+// reserved concurrency and resource policies).
 type target struct {
-	v        version
-	reserved *int
+	v  version
+	fn function
 }
 
 // loadTarget looks up what an invocation of f runs; an alias's routing picks its version.
 func (s *Service) loadTarget(ctx context.Context, r *awsproto.Request, f ref) (target, error) {
 	var t target
 	err := s.view(ctx, func(tx store.Tx) error {
-		fn, err := s.requireFunction(tx, r, f)
-		if err != nil {
+		var err error
+		if t.fn, err = s.requireFunction(tx, r, f); err != nil {
 			return err
 		}
-		t.reserved = fn.Reserved
 		t.v, err = s.resolveRouted(tx, r, f, true)
 		return err
 	})
@@ -129,7 +129,7 @@ type invocation struct {
 func (s *Service) run(ctx context.Context, account string, t target, payload []byte, clientContext string) (invocation, error) {
 	c := t.v.Config
 	reqID := uuid.NewString()
-	env, err := s.pool.acquire(ctx, t.v, account, t.reserved)
+	env, err := s.pool.acquire(ctx, t.v, account, t.fn.Reserved)
 	var initErr *initFailure
 	if errors.As(err, &initErr) {
 		return invocation{result: initErr.payload(reqID)}, nil

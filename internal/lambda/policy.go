@@ -210,16 +210,12 @@ func (s *Service) InvokeAs(ctx context.Context, account, functionARN, principal,
 	if err != nil {
 		return nil, false, err
 	}
-	fn, err := s.loadFunction(ctx, r, f.name)
-	if err != nil {
-		return nil, false, err
-	}
-	if !fn.Policies[f.qualifier].allows(principal, sourceArn) {
-		return nil, false, ErrNotPermitted
-	}
 	t, err := s.loadTarget(ctx, r, f)
 	if err != nil {
 		return nil, false, err
+	}
+	if !t.fn.Policies[f.qualifier].allows(principal, sourceArn) {
+		return nil, false, ErrNotPermitted
 	}
 	if t.v.Config.State != StateActive {
 		return nil, false, conflict("The function is currently in the following state: %s", t.v.Config.State)

@@ -110,13 +110,9 @@ func (s *Service) listVersions(ctx context.Context, r *awsproto.Request) (int, a
 		if _, err := s.requireFunction(tx, r, f); err != nil {
 			return err
 		}
-		after := ""
-		if marker != "" {
-			pos, err := decodeMarker(marker)
-			if err != nil {
-				return err
-			}
-			after = s.versionsPrefix(r, f.name) + pos
+		after, err := afterMarker(marker, s.versionsPrefix(r, f.name))
+		if err != nil {
+			return err
 		}
 		kvs, err := tx.List(s.versionsPrefix(r, f.name), after, max+1)
 		if err != nil {
