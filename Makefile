@@ -3,6 +3,9 @@
 
 SHELL      := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
+# Static binaries: nubis is also the init of its instances (bind-mounted into them), and must not
+# depend on the C library of the image it runs in.
+export CGO_ENABLED := 0
 GO         ?= go
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    := -X github.com/nubis/nubis/internal/version.Version=$(VERSION)

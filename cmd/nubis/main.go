@@ -33,6 +33,9 @@ Usage:
   nubis add-trigger --function NAME
                           put an HTTP API in front of a function, as the AWS console's
                           "Add trigger → API Gateway → HTTP API → Open" does; prints its URL
+  nubis images [list|build [NAME...]]
+                          list the built-in EC2 images, or build them now from Debian
+                          packages (otherwise they are built on first use)
   nubis version           print the version
   nubis help [command]    show help for a command
 
@@ -56,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return env(rest, stdout, stderr)
 	case "add-trigger":
 		return addTrigger(rest, stdout, stderr)
+	case "images":
+		return images(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "nubis", version.Version)
 		return 0
@@ -96,6 +101,7 @@ func serve(args []string, stderr io.Writer) int {
 	ociRuntime := fs.String("oci-runtime", "runc", "OCI runtime `binary` that runs sandboxes (only runc is tested; runsc and crun do not work yet)")
 	keepWarm := fs.Duration("keep-warm", 10*time.Minute, "how long an idle Lambda execution environment is kept warm")
 	lambdaConcurrency := fs.Int("lambda-concurrency", 1000, "the account's Lambda concurrency limit")
+	maxInstances := fs.Int("max-instances", 32, "the account's limit on EC2 instances that are not terminated")
 	logFormat := fs.String("log-format", "text", "log `format`: text or json")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -129,7 +135,7 @@ func serve(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	srv, err := server.New(ctx, server.Config{Listen: *listen, DataDir: *dataDir, Region: *region, Log: log,
-		Runtime: *ociRuntime, KeepWarm: *keepWarm, LambdaConcurrency: *lambdaConcurrency})
+		Runtime: *ociRuntime, KeepWarm: *keepWarm, LambdaConcurrency: *lambdaConcurrency, MaxInstances: *maxInstances})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1

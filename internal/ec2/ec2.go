@@ -1,5 +1,7 @@
-// Package ec2 is nubis's Amazon EC2 service: the EC2 Query API (key pairs and tags so far) and the
-// state behind it, kept in the store under "ec2/<account>/<region>/".
+// Package ec2 is nubis's Amazon EC2 service: the EC2 Query API (instances, images, key pairs,
+// tags, instance types, regions) and the state behind it, kept in the store under
+// "ec2/<account>/<region>/". Instances run on a machine.Driver (fleet.go); each one's metadata
+// service is served from here (package imds).
 package ec2
 
 import (
@@ -24,6 +26,12 @@ type Service struct {
 	region string
 	log    *slog.Logger
 	now    func() time.Time
+
+	// Instances: fleet runs them (nil when this host cannot, noFleet says why).
+	fleet         *fleet
+	noFleet       string
+	maxInstances  int
+	terminatedTTL time.Duration
 }
 
 // New returns the EC2 service for region, keeping its state in st.
@@ -31,7 +39,8 @@ func New(st store.Store, region string, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: st, region: region, log: log, now: time.Now}
+	return &Service{store: st, region: region, log: log, now: time.Now, maxInstances: 32,
+		terminatedTTL: time.Hour, noFleet: "instances need nubis to run as root with runc installed"}
 }
 
 // API returns the EC2 Query API for the server to route to.
@@ -50,6 +59,19 @@ func (s *Service) API() awsproto.Service {
 			"CreateTags":       s.createTags,
 			"DeleteTags":       s.deleteTags,
 			"DescribeTags":     s.describeTags,
+
+			"RunInstances":                  s.runInstances,
+			"DescribeInstances":             s.describeInstances,
+			"DescribeInstanceStatus":        s.describeInstanceStatus,
+			"StartInstances":                s.startInstances,
+			"StopInstances":                 s.stopInstances,
+			"RebootInstances":               s.rebootInstances,
+			"TerminateInstances":            s.terminateInstances,
+			"GetConsoleOutput":              s.getConsoleOutput,
+			"DescribeInstanceAttribute":     s.describeInstanceAttribute,
+			"ModifyInstanceAttribute":       s.modifyInstanceAttribute,
+			"ModifyInstanceMetadataOptions": s.modifyInstanceMetadataOptions,
+			"DescribeImages":                s.describeImages,
 
 			"DescribeInstanceTypes":         s.describeInstanceTypes,
 			"DescribeInstanceTypeOfferings": s.describeInstanceTypeOfferings,

@@ -174,6 +174,16 @@ func (s *Service) resourceType(tx store.Tx, r *awsproto.Request, id string) (str
 			return "", err
 		}
 		return "key-pair", nil
+	case "i":
+		if _, err := s.getInstance(tx, r, id); err != nil {
+			return "", err
+		}
+		return "instance", nil
+	case "ami":
+		if _, ok := lookupImage(id); !ok {
+			return "", clientError("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", id)
+		}
+		return "image", nil
 	}
 	return "", clientError("InvalidID", "The ID '%s' is not valid", id)
 }
@@ -407,6 +417,10 @@ func resourceTypeOf(id string) string {
 	switch prefix {
 	case "key":
 		return "key-pair"
+	case "i":
+		return "instance"
+	case "ami":
+		return "image"
 	}
 	return prefix
 }

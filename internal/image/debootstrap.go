@@ -167,12 +167,35 @@ func finalize(root string, r Recipe) error {
 			return err
 		}
 	}
+	// SSH host keys identify one machine: an instance makes its own at first boot.
+	if keys, _ := filepath.Glob(filepath.Join(root, "etc/ssh/ssh_host_*")); len(keys) > 0 {
+		for _, k := range keys {
+			if err := os.Remove(k); err != nil {
+				return fmt.Errorf("remove host key: %w", err)
+			}
+		}
+	}
 	for _, d := range r.Dirs {
 		if err := mkdirIn(root, d); err != nil {
 			return err
 		}
 	}
-	return addUsers(root, r.Users)
+	if err := addUsers(root, r.Users); err != nil {
+		return err
+	}
+	for _, f := range r.Files {
+		mode := f.Mode
+		if mode == 0 {
+			mode = 0o644
+		}
+		if err := mkdirIn(root, filepath.Dir(f.Path)); err != nil {
+			return err
+		}
+		if err := replaceFile(filepath.Join(root, f.Path), f.Content, mode); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // slimConfig is dpkg's configuration that keeps documentation out of later installs (the same
@@ -273,15 +296,60 @@ func addUsers(root string, users []User) error {
 		if hasEntry(files["passwd"], u.Name, u.UID) {
 			return fmt.Errorf("user %s or uid %d exists in the image already", u.Name, u.UID)
 		}
-		files["passwd"] += fmt.Sprintf("%s:x:%d:%d::%s:/usr/sbin/nologin\n", u.Name, u.UID, u.GID, u.Home)
+		shell := u.Shell
+		if shell == "" {
+			shell = "/usr/sbin/nologin"
+		}
+		files["passwd"] += fmt.Sprintf("%s:x:%d:%d::%s:%s\n", u.Name, u.UID, u.GID, u.Home, shell)
 		files["shadow"] += u.Name + ":*:19000:0:99999:7:::\n"
 		if !hasEntry(files["group"], u.Name, u.GID) {
 			files["group"] += fmt.Sprintf("%s:x:%d:\n", u.Name, u.GID)
+		}
+		for _, g := range u.Groups {
+			var err error
+			if files["group"], err = addMember(files["group"], g, u.Name); err != nil {
+				return err
+			}
 		}
 	}
 	for name, mode := range map[string]os.FileMode{"passwd": 0o644, "group": 0o644, "shadow": 0o640} {
 		if err := replaceFile(filepath.Join(root, "etc", name), files[name], mode); err != nil {
 			return err
+		}
+	}
+	for _, u := range users {
+		if !u.CreateHome {
+			continue
+		}
+		home := filepath.Join(root, u.Home)
+		if err := mkdirIn(root, u.Home); err != nil {
+			return err
+		}
+		if err := mkdirIn(root, filepath.Join(u.Home, ".ssh")); err != nil {
+			return err
+		}
+		for _, d := range []string{home, filepath.Join(home, ".ssh")} {
+			if err := os.Chmod(d, 0o700); err != nil {
+				return fmt.Errorf("home of %s: %w", u.Name, err)
+			}
+			if err := os.Lchown(d, u.UID, u.GID); err != nil {
+				return fmt.Errorf("home of %s: %w", u.Name, err)
+			}
+		}
+		// The shell's start files, as useradd copies them from /etc/skel.
+		skel, _ := filepath.Glob(filepath.Join(root, "etc/skel/.*"))
+		for _, s := range skel {
+			b, err := os.ReadFile(s)
+			if err != nil {
+				continue
+			}
+			dst := filepath.Join(home, filepath.Base(s))
+			if err := replaceFile(dst, string(b), 0o644); err != nil {
+				return err
+			}
+			if err := os.Lchown(dst, u.UID, u.GID); err != nil {
+				return fmt.Errorf("home of %s: %w", u.Name, err)
+			}
 		}
 	}
 	// shadow is root:shadow in Debian.
@@ -291,6 +359,25 @@ func addUsers(root string, users []User) error {
 		}
 	}
 	return nil
+}
+
+// addMember adds user to the member list of group in a group-format file.
+func addMember(file, group, user string) (string, error) {
+	lines := strings.SplitAfter(file, "\n")
+	for i, l := range lines {
+		f := strings.Split(strings.TrimSuffix(l, "\n"), ":")
+		if len(f) != 4 || f[0] != group {
+			continue
+		}
+		if f[3] == "" {
+			f[3] = user
+		} else {
+			f[3] += "," + user
+		}
+		lines[i] = strings.Join(f, ":") + "\n"
+		return strings.Join(lines, ""), nil
+	}
+	return "", fmt.Errorf("group %s for user %s does not exist in the image", group, user)
 }
 
 // hasEntry reports whether a passwd- or group-format file has an entry with name or id.

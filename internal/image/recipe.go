@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path"
 	"regexp"
 	"slices"
@@ -38,15 +39,31 @@ type Recipe struct {
 	// KeepDocs keeps man pages, info, /usr/share/doc and translations, which are removed by
 	// default (and kept out of later package installs) as in Debian's slim images.
 	KeepDocs bool
+	// Files are written into the new root last (configuration drop-ins, sudoers rules).
+	Files []File `json:",omitempty"`
 }
 
-// User is an account written into a root's /etc/passwd and /etc/group (no password, no shell).
+// File is a regular file written into a root, owned by root.
+type File struct {
+	Path    string // absolute path inside the root; its directory must exist
+	Content string
+	Mode    os.FileMode // 0644 when 0
+}
+
+// User is an account written into a root's /etc/passwd and /etc/group (no password).
 type User struct {
 	Name string
 	UID  int
 	GID  int
-	// Home is the home directory named in /etc/passwd; it is not created (roots are read-only).
+	// Home is the home directory named in /etc/passwd; it is created only with CreateHome (the
+	// roots of sandboxes are read-only, those of instances are copied on write).
 	Home string
+	// Shell is the login shell; /usr/sbin/nologin when empty.
+	Shell string `json:",omitempty"`
+	// CreateHome creates Home (0700, owned by the user) with an empty .ssh (0700) in it.
+	CreateHome bool `json:",omitempty"`
+	// Groups are existing groups the user is added to (adm, sudo...).
+	Groups []string `json:",omitempty"`
 }
 
 // LambdaRuntimeUID and LambdaRuntimeGID are the ids function code runs as, as on AWS Lambda,
@@ -99,6 +116,19 @@ func (r Recipe) Validate() error {
 		if !homeRE.MatchString(u.Home) {
 			return fmt.Errorf("image recipe %s: user %s home %q: %w", r.Name, u.Name, u.Home, errdefs.ErrInvalidArgument)
 		}
+		if u.Shell != "" && !homeRE.MatchString(u.Shell) {
+			return fmt.Errorf("image recipe %s: user %s shell %q: %w", r.Name, u.Name, u.Shell, errdefs.ErrInvalidArgument)
+		}
+		for _, g := range u.Groups {
+			if !userRE.MatchString(g) {
+				return fmt.Errorf("image recipe %s: user %s group %q: %w", r.Name, u.Name, g, errdefs.ErrInvalidArgument)
+			}
+		}
+	}
+	for _, f := range r.Files {
+		if !homeRE.MatchString(f.Path) || f.Path != path.Clean(f.Path) || f.Path == "/" || f.Mode&^0o777 != 0 {
+			return fmt.Errorf("image recipe %s: file %q: %w", r.Name, f.Path, errdefs.ErrInvalidArgument)
+		}
 	}
 	for _, d := range r.Dirs {
 		if !homeRE.MatchString(d) || d != path.Clean(d) || d == "/" {
@@ -128,7 +158,8 @@ func (r Recipe) Hash() string {
 		Users    []User
 		Dirs     []string
 		KeepDocs bool
-	}{formatVersion, r.Name, r.Suite, r.Variant, pkgs, users, dirs, r.KeepDocs})
+		Files    []File `json:",omitempty"`
+	}{formatVersion, r.Name, r.Suite, r.Variant, pkgs, users, dirs, r.KeepDocs, r.Files})
 	if err != nil {
 		panic(err) // plain strings and ints always marshal
 	}

@@ -52,6 +52,9 @@ type Sandbox interface {
 	// none), as Lambda's environments start with all the CPU they can get and are limited to their
 	// memory's share once the runtime has initialised.
 	SetCPUs(ctx context.Context, cpus float64) error
+	// Signal sends sig to the sandbox's main process (its init), as `kill` to PID 1 of a
+	// machine: a system sandbox's init stops or reboots on it.
+	Signal(ctx context.Context, sig syscall.Signal) error
 	// Kill sends SIGKILL to every process in the sandbox, waits for them to be gone, and
 	// deletes the sandbox (as Driver.Remove). It is idempotent.
 	Kill(ctx context.Context) error
@@ -90,6 +93,12 @@ type Spec struct {
 	// NetNSPath is a network namespace to join (see package netns); empty gives the sandbox a
 	// new namespace of its own with no interfaces but a loopback that is down.
 	NetNSPath string
+	// System makes the sandbox a system container, as an EC2 instance is: its process is an
+	// init that runs as UID/GID (root when 0) with Docker's default capabilities, and it and its
+	// children may gain privileges (setuid programs such as sudo). RootFS is then writable and
+	// must be the sandbox's own (a copy-on-write view of an image); mount points are created in
+	// it as needed; /run is a fresh tmpfs; /tmp is part of the root and TmpfsSizeMB is unused.
+	System bool
 	// Stdout and Stderr receive the process's output; nil discards it. An *os.File (a log
 	// file, a pipe) is handed to the process as is and keeps working if nubis restarts (the
 	// runtime makes the sandbox's user its owner); any other writer is fed through a pipe by

@@ -4,6 +4,8 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +24,8 @@ import (
 	"github.com/nubis/nubis/internal/identity"
 	"github.com/nubis/nubis/internal/image"
 	"github.com/nubis/nubis/internal/lambda"
+	"github.com/nubis/nubis/internal/machine"
+	"github.com/nubis/nubis/internal/machine/container"
 	"github.com/nubis/nubis/internal/sandbox"
 	"github.com/nubis/nubis/internal/sandbox/runc"
 	"github.com/nubis/nubis/internal/sigv4"
@@ -53,6 +57,10 @@ type Config struct {
 	Runtime string
 	// ShutdownTimeout bounds how long a stop waits for in-flight requests (default 30 s).
 	ShutdownTimeout time.Duration
+	// MaxInstances is the account's limit on EC2 instances that are not terminated (default 32).
+	MaxInstances int
+	// InitBinary is the init of instances (default: this executable, which links it).
+	InitBinary string
 }
 
 // DefaultListen is the default API address: LocalStack's port, which AWS tooling users know.
@@ -83,6 +91,7 @@ type Server struct {
 	verifier *sigv4.Verifier
 	services map[string]awsproto.Service
 	lambda   *lambda.Service
+	ec2      *ec2.Service
 	execute  *execute.Handler
 	listener net.Listener
 	http     *http.Server
@@ -160,9 +169,21 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Log: cfg.Log.With("component", "apigateway")})
 	s.execute = execute.New(execute.Config{APIs: apis, Functions: s.lambda, Region: cfg.Region,
 		Account: s.ident.Account().ID, Verify: s.verifyExecuteAPI, Log: cfg.Log.With("component", "execute-api")})
+	s.ec2 = ec2.New(s.store, cfg.Region, cfg.Log.With("component", "ec2"))
+	if drv, why := machineDriver(ctx, cfg); drv != nil {
+		s.ec2.EnableInstances(ec2.InstancesConfig{Machines: drv, MaxInstances: cfg.MaxInstances,
+			Images: &image.Builder{CacheDir: cfg.ImageCache, Log: cfg.Log.With("component", "image")}})
+	} else {
+		s.ec2.DisableInstances(why)
+		s.log.Warn("instances cannot run on this host: "+why, "component", "ec2")
+	}
+	if err := s.ec2.Start(ctx); err != nil {
+		return nil, err
+	}
+	undo = append(undo, s.ec2.Close)
 	s.services = map[string]awsproto.Service{}
 	for _, svc := range []awsproto.Service{
-		ec2.New(s.store, cfg.Region, cfg.Log.With("component", "ec2")).API(),
+		s.ec2.API(),
 		sts.API(cfg.Log.With("component", "sts")),
 		s.lambda.API(),
 		apis.API(),
@@ -221,6 +242,7 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 func (s *Server) close() error {
+	s.ec2.Close()
 	s.lambda.Close()
 	err := s.store.Close()
 	s.lock.release()
@@ -278,6 +300,33 @@ func sandboxDriver(ctx context.Context, cfg Config) (sandbox.Driver, string) {
 	}
 	drv, err := runc.New(ctx, runc.Config{Runtime: cfg.Runtime, StateDir: filepath.Join(cfg.DataDir, "sandboxes"),
 		Log: cfg.Log.With("component", "sandbox")})
+	if err != nil {
+		return nil, err.Error()
+	}
+	return drv, ""
+}
+
+// machineDriver returns the driver that runs EC2 instances as system containers, or nil and the
+// reason when this host cannot.
+func machineDriver(ctx context.Context, cfg Config) (machine.Driver, string) {
+	if os.Geteuid() != 0 {
+		return nil, "instances need nubis to run as root"
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		if _, err2 := os.Stat("/usr/sbin/runc"); err2 != nil {
+			return nil, "runc is not installed (make deps installs it)"
+		}
+	}
+	dir := filepath.Join(cfg.DataDir, "instances")
+	sb, err := runc.New(ctx, runc.Config{StateDir: filepath.Join(dir, "sandboxes"), CgroupParent: "nubis-instances",
+		Log: cfg.Log.With("component", "instances")})
+	if err != nil {
+		return nil, err.Error()
+	}
+	sum := sha256.Sum256([]byte(cfg.DataDir))
+	drv, err := container.New(container.Config{Dir: filepath.Join(dir, "machines"), Sandboxes: sb,
+		NetNSDir: filepath.Join("/run/nubis", "instances-"+hex.EncodeToString(sum[:6])), InitBinary: cfg.InitBinary,
+		Log: cfg.Log.With("component", "instances")})
 	if err != nil {
 		return nil, err.Error()
 	}

@@ -5,6 +5,7 @@ package testenv
 
 import (
 	"os"
+	"syscall"
 	"testing"
 )
 
@@ -21,4 +22,23 @@ func Need(t testing.TB, ok bool, why string) {
 		t.Fatalf("requirement missing (NUBIS_REQUIRE_ALL=1): %s", why)
 	}
 	t.Skipf("skipped: %s (make deps installs what tests need; NUBIS_REQUIRE_ALL=1 makes this a failure)", why)
+}
+
+// LockInstances holds a lock, for the rest of the test, that every test running EC2 instances on
+// this host takes: all of them use the default VPC's addresses (172.31.0.0/16) on the host, which
+// only one VPC bridge at a time can hold, and `go test ./...` runs packages in parallel.
+func LockInstances(t testing.TB) {
+	t.Helper()
+	if err := os.MkdirAll("/run/nubis", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile("/run/nubis/instance-tests.lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
 }

@@ -30,6 +30,8 @@ func TestMain(m *testing.M) {
 	}
 	nubisBin = filepath.Join(dir, "nubis")
 	build := exec.Command("go", "build", "-o", nubisBin, "github.com/nubis/nubis/cmd/nubis")
+	// Static, as `make build` makes it: nubis is also the init inside its instances.
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building nubis:", err)

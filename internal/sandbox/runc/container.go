@@ -167,6 +167,14 @@ func (c *container) Start(ctx context.Context) error {
 	return nil
 }
 
+// Signal sends sig to the container's init.
+func (c *container) Signal(ctx context.Context, sig syscall.Signal) error {
+	if _, err := c.d.run(ctx, "kill", c.id, strconv.Itoa(int(sig))); err != nil {
+		return fmt.Errorf("sandbox %s: signal %v: %w", c.id, sig, err)
+	}
+	return nil
+}
+
 // killWait bounds how long Kill waits for a sandbox's init to be reaped.
 const killWait = 10 * time.Second
 

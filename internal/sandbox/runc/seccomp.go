@@ -122,8 +122,9 @@ const socketDomainsBelow = unix.AF_ROSE + 1
 const namespaceFlags = unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWUSER |
 	unix.CLONE_NEWPID | unix.CLONE_NEWNET | unix.CLONE_NEWCGROUP
 
-// defaultSeccomp returns the profile for the host's architecture.
-func defaultSeccomp() *specs.LinuxSeccomp {
+// defaultSeccomp returns the profile for the host's architecture. A system sandbox has
+// systemCaps, and gets what the default profile allows with them: chroot (CAP_SYS_CHROOT).
+func defaultSeccomp(system bool) *specs.LinuxSeccomp {
 	eperm, enosys := uint(unix.EPERM), uint(unix.ENOSYS)
 	allow := func(names ...string) specs.LinuxSyscall {
 		return specs.LinuxSyscall{Names: names, Action: specs.ActAllow}
@@ -133,6 +134,9 @@ func defaultSeccomp() *specs.LinuxSeccomp {
 	}
 
 	names := append(append([]string{}, allowedSyscalls...), archSyscalls[runtime.GOARCH]...)
+	if system {
+		names = append(names, "chroot")
+	}
 	rules := []specs.LinuxSyscall{allow(names...)}
 	// personality: only the values glibc and common tools use (Linux, with or without
 	// UNAME26 / ADDR_NO_RANDOMIZE... as the default profile) and the query 0xffffffff.

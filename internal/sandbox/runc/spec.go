@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/nubis/nubis/internal/errdefs"
 	"github.com/nubis/nubis/internal/sandbox"
@@ -48,10 +49,10 @@ func validate(s sandbox.Spec) (sandbox.Spec, error) {
 	if s.Hostname == "" {
 		s.Hostname = "localhost"
 	}
-	if s.UID == 0 {
+	if s.UID == 0 && !s.System {
 		s.UID = sandbox.DefaultUID
 	}
-	if s.GID == 0 {
+	if s.GID == 0 && !s.System {
 		s.GID = sandbox.DefaultGID
 	}
 	if s.UID < 0 || s.GID < 0 {
@@ -82,8 +83,11 @@ func validate(s sandbox.Spec) (sandbox.Spec, error) {
 		s.Env = append(slices.Clone(s.Env), defaultPath)
 	}
 	// Mount points must exist: the root is shared and read-only, so the runtime must not
-	// create them in it.
+	// create them in it. A system sandbox's root is its own and writable.
 	points := []string{"/tmp"}
+	if s.System {
+		points = nil
+	}
 	for _, m := range s.Mounts {
 		if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Destination) || filepath.Clean(m.Destination) == "/" {
 			return bad("mount %s -> %s: paths must be absolute, and not onto /", m.Source, m.Destination)
@@ -94,11 +98,23 @@ func validate(s sandbox.Spec) (sandbox.Spec, error) {
 		points = append(points, m.Destination)
 	}
 	for _, p := range points {
+		if s.System {
+			break
+		}
 		if _, err := os.Stat(filepath.Join(s.RootFS, p)); err != nil {
 			return bad("mount point %s does not exist in the root file system", p)
 		}
 	}
 	return s, nil
+}
+
+// systemCaps are the capabilities of a system sandbox's init: Docker's default set, enough for
+// sshd (chroot, setuid), sudo, ping and file ownership, and nothing that reaches the host (no
+// SYS_ADMIN, NET_ADMIN, SYS_MODULE, SYS_PTRACE, AUDIT_CONTROL...).
+var systemCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 }
 
 // ociSpec is the OCI runtime configuration of a sandbox (validated with validate).
@@ -135,7 +151,14 @@ func ociSpec(s sandbox.Spec, cgroupsPath string) *specs.Spec {
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
-		{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777", fmt.Sprintf("size=%dm", s.TmpfsSizeMB)}},
+	}
+	if s.System {
+		// /run as a machine has it; its size counts against the memory limit.
+		mounts = append(mounts, specs.Mount{Destination: "/run", Type: "tmpfs", Source: "tmpfs",
+			Options: []string{"nosuid", "nodev", "mode=755", "size=65536k"}})
+	} else {
+		mounts = append(mounts, specs.Mount{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs",
+			Options: []string{"nosuid", "nodev", "mode=1777", fmt.Sprintf("size=%dm", s.TmpfsSizeMB)}})
 	}
 	for _, m := range s.Mounts {
 		opts := []string{"bind", "nosuid", "nodev", "ro"}
@@ -145,21 +168,32 @@ func ociSpec(s sandbox.Spec, cgroupsPath string) *specs.Spec {
 		mounts = append(mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: opts})
 	}
 
+	// No capabilities in any set, and no way to gain one (setuid binaries, file caps).
+	caps := &specs.LinuxCapabilities{Bounding: empty, Effective: empty, Inheritable: empty, Permitted: empty, Ambient: empty}
+	nofile := specs.POSIXRlimit{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}
+	if s.System {
+		caps = &specs.LinuxCapabilities{Bounding: systemCaps, Effective: systemCaps, Permitted: systemCaps}
+		// As many open files as a machine allows by default, within what nubis itself may give
+		// (raising a hard limit needs CAP_SYS_RESOURCE, which the container does not have).
+		hard := uint64(524288)
+		var lim unix.Rlimit
+		if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Max < hard {
+			hard = lim.Max
+		}
+		nofile = specs.POSIXRlimit{Type: "RLIMIT_NOFILE", Hard: hard, Soft: min(1024, hard)}
+	}
 	return &specs.Spec{
 		Version:  specs.Version,
 		Hostname: s.Hostname,
-		Root:     &specs.Root{Path: s.RootFS, Readonly: true},
+		Root:     &specs.Root{Path: s.RootFS, Readonly: !s.System},
 		Process: &specs.Process{
-			Args: s.Args,
-			Env:  s.Env,
-			Cwd:  s.Cwd,
-			User: specs.User{UID: uint32(s.UID), GID: uint32(s.GID)},
-			// No capabilities in any set, and no way to gain one (setuid binaries, file caps).
-			Capabilities: &specs.LinuxCapabilities{
-				Bounding: empty, Effective: empty, Inheritable: empty, Permitted: empty, Ambient: empty,
-			},
-			NoNewPrivileges: true,
-			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
+			Args:            s.Args,
+			Env:             s.Env,
+			Cwd:             s.Cwd,
+			User:            specs.User{UID: uint32(s.UID), GID: uint32(s.GID)},
+			Capabilities:    caps,
+			NoNewPrivileges: !s.System,
+			Rlimits:         []specs.POSIXRlimit{nofile},
 			OOMScoreAdj:     &oomScoreAdj,
 		},
 		Mounts: mounts,
@@ -175,7 +209,7 @@ func ociSpec(s sandbox.Spec, cgroupsPath string) *specs.Spec {
 				Pids:   &specs.LinuxPids{Limit: &pids},
 				CPU:    cpu,
 			},
-			Seccomp: defaultSeccomp(),
+			Seccomp: defaultSeccomp(s.System),
 			// As runc's default spec, plus the paths containerd masks today.
 			MaskedPaths: []string{
 				"/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",

@@ -1,0 +1,109 @@
+package ec2
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net/netip"
+	"strings"
+)
+
+// The default VPC of every account and region, with one default /20 subnet per Availability Zone
+// and its default security group, as AWS creates them. They are derived from the account and
+// region, not stored; creating VPCs of one's own is a later issue.
+const defaultVPCCIDR = "172.31.0.0/16"
+
+type vpc struct {
+	ID   string
+	CIDR netip.Prefix
+}
+
+type subnet struct {
+	ID   string
+	VPC  vpc
+	Zone string
+	CIDR netip.Prefix
+}
+
+type securityGroup struct {
+	ID, Name, Description string
+	VPCID                 string
+}
+
+// derivedID makes a stable resource id ("vpc-" and 17 hex digits) from the parts that name it.
+func derivedID(prefix string, parts ...string) string {
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return prefix + "-" + hex.EncodeToString(sum[:9])[:17]
+}
+
+func (s *Service) defaultVPC(account string) vpc {
+	return vpc{ID: derivedID("vpc", account, s.region, "default"), CIDR: netip.MustParsePrefix(defaultVPCCIDR)}
+}
+
+// defaultSubnets are 172.31.0.0/20, 172.31.16.0/20... in zone order.
+func (s *Service) defaultSubnets(account string) []subnet {
+	v := s.defaultVPC(account)
+	var out []subnet
+	for i, z := range s.zones() {
+		cidr := netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 31, byte(16 * i), 0}), 20)
+		out = append(out, subnet{ID: derivedID("subnet", account, s.region, z.ZoneName), VPC: v, Zone: z.ZoneName, CIDR: cidr})
+	}
+	return out
+}
+
+func (s *Service) findSubnet(account, id string) (subnet, bool) {
+	for _, sn := range s.defaultSubnets(account) {
+		if sn.ID == id {
+			return sn, true
+		}
+	}
+	return subnet{}, false
+}
+
+func (s *Service) subnetInZone(account, zone string) (subnet, bool) {
+	for _, sn := range s.defaultSubnets(account) {
+		if sn.Zone == zone {
+			return sn, true
+		}
+	}
+	return subnet{}, false
+}
+
+func (s *Service) defaultGroup(account string) securityGroup {
+	v := s.defaultVPC(account)
+	return securityGroup{ID: derivedID("sg", account, s.region, v.ID, "default"), Name: "default",
+		Description: "default VPC security group", VPCID: v.ID}
+}
+
+// gatewayOf is a subnet's router address: its first host address, as on AWS.
+func gatewayOf(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next() }
+
+// hostAddresses is the number of addresses of a subnet instances can have: AWS reserves the first
+// four and the last.
+func usableRange(p netip.Prefix) (first, last netip.Addr) {
+	base := p.Masked().Addr()
+	first = base
+	for range 4 {
+		first = first.Next()
+	}
+	b := base.As4()
+	size := uint32(1) << (32 - p.Bits())
+	n := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	n += size - 2
+	last = netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+	return first, last
+}
+
+// privateDNSName is the instance's private host name, as AWS names it in us-east-1
+// (ip-172-31-5-9.ec2.internal) and elsewhere (ip-...<region>.compute.internal).
+func (s *Service) privateDNSName(ip string) string {
+	return hostnameOf(ip) + "." + s.dnsDomain()
+}
+
+func (s *Service) dnsDomain() string {
+	if s.region == "us-east-1" {
+		return "ec2.internal"
+	}
+	return s.region + ".compute.internal"
+}
+
+func hostnameOf(ip string) string { return "ip-" + strings.ReplaceAll(ip, ".", "-") }

@@ -1,0 +1,276 @@
+package ec2
+
+import (
+	"context"
+	"strings"
+
+	"github.com/nubis/nubis/internal/awsproto"
+)
+
+// The read side of the default VPC, its subnets and its default security group. Creating VPCs,
+// subnets and groups of one's own, and enforcing groups, are the networking issue's.
+
+type describeNetInput struct {
+	VpcIDs     []string `query:"VpcId"`
+	SubnetIDs  []string `query:"SubnetId"`
+	GroupIDs   []string `query:"GroupId"`
+	GroupNames []string `query:"GroupName"`
+	Filters    []Filter `query:"Filter"`
+	MaxResults int      `query:"MaxResults"`
+	NextToken  string   `query:"NextToken"`
+	DryRun     bool     `query:"DryRun"`
+}
+
+type cidrAssociation struct {
+	AssociationID  string `xml:"associationId"`
+	CidrBlock      string `xml:"cidrBlock"`
+	CidrBlockState struct {
+		State string `xml:"state"`
+	} `xml:"cidrBlockState"`
+}
+
+type vpcXML struct {
+	VpcID            string                         `xml:"vpcId"`
+	OwnerID          string                         `xml:"ownerId"`
+	State            string                         `xml:"state"`
+	CidrBlock        string                         `xml:"cidrBlock"`
+	CidrAssociations awsproto.List[cidrAssociation] `xml:"cidrBlockAssociationSet"`
+	DhcpOptionsID    string                         `xml:"dhcpOptionsId"`
+	InstanceTenancy  string                         `xml:"instanceTenancy"`
+	IsDefault        bool                           `xml:"isDefault"`
+	Tags             awsproto.List[Tag]             `xml:"tagSet,omitempty"`
+}
+
+type subnetXML struct {
+	SubnetID                string `xml:"subnetId"`
+	SubnetArn               string `xml:"subnetArn"`
+	State                   string `xml:"state"`
+	VpcID                   string `xml:"vpcId"`
+	OwnerID                 string `xml:"ownerId"`
+	CidrBlock               string `xml:"cidrBlock"`
+	AvailableIPAddressCount int    `xml:"availableIpAddressCount"`
+	AvailabilityZone        string `xml:"availabilityZone"`
+	AvailabilityZoneID      string `xml:"availabilityZoneId"`
+	DefaultForAz            bool   `xml:"defaultForAz"`
+	MapPublicIPOnLaunch     bool   `xml:"mapPublicIpOnLaunch"`
+	AssignIpv6OnCreation    bool   `xml:"assignIpv6AddressOnCreation"`
+}
+
+type ipRange struct {
+	CidrIP      string `xml:"cidrIp"`
+	Description string `xml:"description,omitempty"`
+}
+
+type groupPair struct {
+	GroupID string `xml:"groupId"`
+	UserID  string `xml:"userId"`
+}
+
+type ipPermissionXML struct {
+	IPProtocol  string                   `xml:"ipProtocol"`
+	Groups      awsproto.List[groupPair] `xml:"groups"`
+	IPRanges    awsproto.List[ipRange]   `xml:"ipRanges"`
+	Ipv6Ranges  awsproto.List[ipRange]   `xml:"ipv6Ranges"`
+	PrefixLists awsproto.List[string]    `xml:"prefixListIds"`
+}
+
+type securityGroupXML struct {
+	OwnerID       string                         `xml:"ownerId"`
+	GroupID       string                         `xml:"groupId"`
+	GroupName     string                         `xml:"groupName"`
+	Description   string                         `xml:"groupDescription"`
+	VpcID         string                         `xml:"vpcId"`
+	IPPermissions awsproto.List[ipPermissionXML] `xml:"ipPermissions"`
+	Egress        awsproto.List[ipPermissionXML] `xml:"ipPermissionsEgress"`
+}
+
+type describeVpcsOutput struct {
+	Vpcs awsproto.List[vpcXML] `xml:"vpcSet"`
+}
+
+type describeSubnetsOutput struct {
+	Subnets awsproto.List[subnetXML] `xml:"subnetSet"`
+}
+
+type describeSecurityGroupsOutput struct {
+	Groups awsproto.List[securityGroupXML] `xml:"securityGroupInfo"`
+}
+
+func simpleFilters(filters []Filter, known ...string) error {
+	return checkFilters(filters, func(n string) bool {
+		for _, k := range known {
+			if n == k {
+				return true
+			}
+		}
+		return strings.HasPrefix(n, "tag:") || n == "tag-key"
+	})
+}
+
+func (s *Service) describeVpcs(ctx context.Context, r *awsproto.Request, p awsproto.Params) (any, error) {
+	var in describeNetInput
+	if err := p.Decode(&in); err != nil {
+		return nil, err
+	}
+	if err := simpleFilters(in.Filters, "vpc-id", "cidr", "cidr-block-association.cidr-block", "is-default", "state", "owner-id"); err != nil {
+		return nil, err
+	}
+	v := s.defaultVPC(r.Caller.AccountID)
+	for _, id := range in.VpcIDs {
+		if id != v.ID {
+			return nil, clientError("InvalidVpcID.NotFound", "The vpc ID '%s' does not exist", id)
+		}
+	}
+	if in.DryRun {
+		return nil, errDryRun
+	}
+	out := describeVpcsOutput{Vpcs: awsproto.List[vpcXML]{}}
+	ok := matchFilters(in.Filters, func(name string) []string {
+		switch name {
+		case "vpc-id":
+			return []string{v.ID}
+		case "cidr", "cidr-block-association.cidr-block":
+			return []string{v.CIDR.String()}
+		case "is-default":
+			return []string{"true"}
+		case "state":
+			return []string{"available"}
+		case "owner-id":
+			return []string{r.Caller.AccountID}
+		}
+		return nil
+	})
+	if ok {
+		assoc := cidrAssociation{AssociationID: derivedID("vpc-cidr-assoc", v.ID), CidrBlock: v.CIDR.String()}
+		assoc.CidrBlockState.State = "associated"
+		out.Vpcs = append(out.Vpcs, vpcXML{VpcID: v.ID, OwnerID: r.Caller.AccountID, State: "available",
+			CidrBlock: v.CIDR.String(), CidrAssociations: awsproto.List[cidrAssociation]{assoc},
+			DhcpOptionsID: derivedID("dopt", v.ID), InstanceTenancy: "default", IsDefault: true})
+	}
+	return out, nil
+}
+
+func (s *Service) describeSubnets(ctx context.Context, r *awsproto.Request, p awsproto.Params) (any, error) {
+	var in describeNetInput
+	if err := p.Decode(&in); err != nil {
+		return nil, err
+	}
+	if err := simpleFilters(in.Filters, "subnet-id", "vpc-id", "availability-zone", "availability-zone-id",
+		"cidr-block", "default-for-az", "state", "owner-id", "map-public-ip-on-launch"); err != nil {
+		return nil, err
+	}
+	subnets := s.defaultSubnets(r.Caller.AccountID)
+	for _, id := range in.SubnetIDs {
+		if _, ok := s.findSubnet(r.Caller.AccountID, id); !ok {
+			return nil, clientError("InvalidSubnetID.NotFound", "The subnet ID '%s' does not exist", id)
+		}
+	}
+	if in.DryRun {
+		return nil, errDryRun
+	}
+	insts, err := s.listInstances(ctx, r.Caller.AccountID)
+	if err != nil {
+		return nil, err
+	}
+	want := setOf(in.SubnetIDs)
+	zoneIDs := map[string]string{}
+	for _, z := range s.zones() {
+		zoneIDs[z.ZoneName] = z.ZoneID
+	}
+	out := describeSubnetsOutput{Subnets: awsproto.List[subnetXML]{}}
+	for _, sn := range subnets {
+		if len(want) > 0 && !want[sn.ID] {
+			continue
+		}
+		free := 1<<(32-sn.CIDR.Bits()) - 5
+		for _, inst := range insts {
+			if inst.SubnetID == sn.ID && inst.State != stateTerminated {
+				free--
+			}
+		}
+		ok := matchFilters(in.Filters, func(name string) []string {
+			switch name {
+			case "subnet-id":
+				return []string{sn.ID}
+			case "vpc-id":
+				return []string{sn.VPC.ID}
+			case "availability-zone":
+				return []string{sn.Zone}
+			case "availability-zone-id":
+				return []string{zoneIDs[sn.Zone]}
+			case "cidr-block":
+				return []string{sn.CIDR.String()}
+			case "default-for-az", "map-public-ip-on-launch":
+				return []string{"true"}
+			case "state":
+				return []string{"available"}
+			case "owner-id":
+				return []string{r.Caller.AccountID}
+			}
+			return nil
+		})
+		if !ok {
+			continue
+		}
+		out.Subnets = append(out.Subnets, subnetXML{SubnetID: sn.ID,
+			SubnetArn: "arn:aws:ec2:" + s.region + ":" + r.Caller.AccountID + ":subnet/" + sn.ID, State: "available",
+			VpcID: sn.VPC.ID, OwnerID: r.Caller.AccountID, CidrBlock: sn.CIDR.String(), AvailableIPAddressCount: free,
+			AvailabilityZone: sn.Zone, AvailabilityZoneID: zoneIDs[sn.Zone], DefaultForAz: true, MapPublicIPOnLaunch: true})
+	}
+	return out, nil
+}
+
+func (s *Service) describeSecurityGroups(ctx context.Context, r *awsproto.Request, p awsproto.Params) (any, error) {
+	var in describeNetInput
+	if err := p.Decode(&in); err != nil {
+		return nil, err
+	}
+	if err := simpleFilters(in.Filters, "group-id", "group-name", "vpc-id", "description", "owner-id"); err != nil {
+		return nil, err
+	}
+	g := s.defaultGroup(r.Caller.AccountID)
+	for _, id := range in.GroupIDs {
+		if id != g.ID {
+			return nil, clientError("InvalidGroup.NotFound", "The security group '%s' does not exist", id)
+		}
+	}
+	for _, name := range in.GroupNames {
+		if name != g.Name {
+			return nil, clientError("InvalidGroup.NotFound", "The security group '%s' does not exist in default VPC '%s'", name, g.VPCID)
+		}
+	}
+	if in.DryRun {
+		return nil, errDryRun
+	}
+	out := describeSecurityGroupsOutput{Groups: awsproto.List[securityGroupXML]{}}
+	ok := matchFilters(in.Filters, func(name string) []string {
+		switch name {
+		case "group-id":
+			return []string{g.ID}
+		case "group-name":
+			return []string{g.Name}
+		case "vpc-id":
+			return []string{g.VPCID}
+		case "description":
+			return []string{g.Description}
+		case "owner-id":
+			return []string{r.Caller.AccountID}
+		}
+		return nil
+	})
+	if ok {
+		// The default group's rules as AWS creates them: inbound from its own members, all outbound.
+		empty := func() ipPermissionXML {
+			return ipPermissionXML{IPProtocol: "-1", Groups: awsproto.List[groupPair]{}, IPRanges: awsproto.List[ipRange]{},
+				Ipv6Ranges: awsproto.List[ipRange]{}, PrefixLists: awsproto.List[string]{}}
+		}
+		inbound := empty()
+		inbound.Groups = awsproto.List[groupPair]{{GroupID: g.ID, UserID: r.Caller.AccountID}}
+		outbound := empty()
+		outbound.IPRanges = awsproto.List[ipRange]{{CidrIP: "0.0.0.0/0"}}
+		out.Groups = append(out.Groups, securityGroupXML{OwnerID: r.Caller.AccountID, GroupID: g.ID, GroupName: g.Name,
+			Description: g.Description, VpcID: g.VPCID, IPPermissions: awsproto.List[ipPermissionXML]{inbound},
+			Egress: awsproto.List[ipPermissionXML]{outbound}})
+	}
+	return out, nil
+}

@@ -1,0 +1,217 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nubis/nubis/internal/network"
+	"github.com/nubis/nubis/internal/testenv"
+)
+
+// calculateMean is the script the walkthrough fetches with curl and runs on the instance.
+const calculateMean = `import sys
+nums = [float(x) for x in sys.argv[1:]]
+print(sum(nums) / len(nums))
+`
+
+// randomForest trains a scikit-learn random forest on numpy data, offline.
+const randomForest = `import numpy as np
+from sklearn.ensemble import RandomForestClassifier
+rng = np.random.default_rng(0)
+X = rng.normal(size=(600, 4))
+y = (X[:, 0] + X[:, 1] > 0).astype(int)
+clf = RandomForestClassifier(n_estimators=50, random_state=0).fit(X[:500], y[:500])
+print("accuracy %.2f" % clf.score(X[500:], y[500:]))
+`
+
+func needInstances(t *testing.T) {
+	t.Helper()
+	testenv.Need(t, os.Geteuid() == 0, "instances need root")
+	need(t, "runc")
+	need(t, "ssh")
+	needDebianAWS(t)
+	testenv.LockInstances(t)
+}
+
+// ssh runs a command on an instance with the real ssh client and the key pair's .pem.
+func ssh(t *testing.T, key, ip, command string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ssh", "-i", key, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+		"ec2-user@"+ip, command).CombinedOutput()
+	return string(out), err
+}
+
+func mustSSH(t *testing.T, key, ip, command string) string {
+	t.Helper()
+	out, err := ssh(t, key, ip, command)
+	if err != nil {
+		t.Fatalf("ssh %s %q: %v\n%s", ip, command, err, out)
+	}
+	return out
+}
+
+// launch runs one instance of the image named name with the CLI and waits until it runs; it
+// returns its id and public address.
+func launch(t *testing.T, c cli, dataDir, imageName, keyName string, extra ...string) (id, ip string) {
+	t.Helper()
+	ami := strings.TrimSpace(c.ok("ec2", "describe-images", "--filters", "Name=name,Values="+imageName,
+		"--query", "Images[0].ImageId", "--output", "text"))
+	if !strings.HasPrefix(ami, "ami-") {
+		t.Fatalf("image %s: %q", imageName, ami)
+	}
+	args := append([]string{"ec2", "run-instances", "--image-id", ami, "--instance-type", "t2.micro",
+		"--key-name", keyName, "--count", "1", "--query", "Instances[0].InstanceId", "--output", "text"}, extra...)
+	id = strings.TrimSpace(c.ok(args...))
+	t.Cleanup(func() { removeInstance(dataDir, id) })
+	c.ok("ec2", "wait", "instance-running", "--instance-ids", id)
+	ip = strings.TrimSpace(c.ok("ec2", "describe-instances", "--instance-ids", id,
+		"--query", "Reservations[0].Instances[0].PublicIpAddress", "--output", "text"))
+	return id, ip
+}
+
+// removeInstance makes sure a test leaves no instance behind, even when it fails half-way: the
+// machine's container, its disk's mount and its network link go.
+func removeInstance(dataDir, id string) {
+	root := filepath.Join(dataDir, "instances", "sandboxes", "runc")
+	exec.Command("runc", "--root", root, "kill", "--all", id, "KILL").Run()
+	exec.Command("runc", "--root", root, "delete", "--force", id).Run()
+	syscall.Unmount(filepath.Join(dataDir, "instances", "machines", id, "rootfs"), syscall.MNT_DETACH)
+	if l, err := net.InterfaceByName(network.HostIfName(id)); err == nil {
+		exec.Command("ip", "link", "del", l.Name).Run()
+	}
+}
+
+// createKey saves a new key pair's private key as key.pem, readable by others as a redirect
+// leaves it: protectKey makes it usable.
+func createKey(t *testing.T, c cli, name string) string {
+	t.Helper()
+	pem := c.ok("ec2", "create-key-pair", "--key-name", name, "--query", "KeyMaterial", "--output", "text")
+	path := filepath.Join(t.TempDir(), name+".pem")
+	if err := os.WriteFile(path, []byte(pem), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// protectKey checks that ssh refuses the key file while others can read it, then does what the
+// user does: chmod 400.
+func protectKey(t *testing.T, key, ip string) {
+	t.Helper()
+	if out, err := ssh(t, key, ip, "true"); err == nil || !strings.Contains(out, "UNPROTECTED PRIVATE KEY FILE") {
+		t.Fatalf("ssh accepted a key file others can read: %v %s", err, out)
+	}
+	if err := os.Chmod(key, 0o400); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEC2Walkthrough follows the issue's path with Debian's aws CLI v2 and the real ssh:
+// create-key-pair, run-instances, wait, ssh, python3 runs a script fetched with curl, a random
+// forest trains on the data-science image, a file in the home directory survives stop and start,
+// terminate takes the instance and its disk.
+func TestEC2Walkthrough(t *testing.T) {
+	needInstances(t)
+	dataDir := t.TempDir()
+	startServer(t, dataDir)
+	c := cli{t: t, bin: "/usr/bin/aws", env: env(t, dataDir), home: t.TempDir()}
+	key := createKey(t, c, "my-key")
+
+	id, ip := launch(t, c, dataDir, "debian-12-amd64-nubis", "my-key")
+	protectKey(t, key, ip)
+	if out := mustSSH(t, key, ip, "python3 --version"); !strings.HasPrefix(out, "Python 3.") {
+		t.Fatalf("python3 --version: %s", out)
+	}
+	// The script comes from a web server on the host, at the VPC's gateway address.
+	l, err := net.Listen("tcp", "172.31.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(calculateMean)) })}
+	go srv.Serve(l)
+	defer srv.Close()
+	out := mustSSH(t, key, ip, "curl -s -o calculate_mean.py http://"+l.Addr().String()+"/calculate_mean.py && python3 calculate_mean.py 1 2 3")
+	if strings.TrimSpace(out) != "2.0" {
+		t.Fatalf("calculate_mean.py: %q", out)
+	}
+	mustSSH(t, key, ip, "echo 'my notes' > /home/ec2-user/notes.txt")
+	c.ok("ec2", "stop-instances", "--instance-ids", id)
+	c.ok("ec2", "wait", "instance-stopped", "--instance-ids", id)
+	if _, err := ssh(t, key, ip, "true"); err == nil {
+		t.Fatal("ssh reaches a stopped instance")
+	}
+	c.ok("ec2", "start-instances", "--instance-ids", id)
+	c.ok("ec2", "wait", "instance-running", "--instance-ids", id)
+	if out := mustSSH(t, key, ip, "cat /home/ec2-user/notes.txt"); out != "my notes\n" {
+		t.Fatalf("after stop and start: %q", out)
+	}
+
+	dsID, dsIP := launch(t, c, dataDir, "debian-12-amd64-datascience-nubis", "my-key")
+	os.WriteFile(filepath.Join(t.TempDir(), "rf.py"), []byte(randomForest), 0o644)
+	out = mustSSH(t, key, dsIP, "cat > rf.py <<'EOF'\n"+randomForest+"EOF\npython3 rf.py")
+	if !strings.HasPrefix(out, "accuracy 0.9") && !strings.HasPrefix(out, "accuracy 1.0") {
+		t.Fatalf("random forest: %s", out)
+	}
+
+	c.ok("ec2", "terminate-instances", "--instance-ids", id, dsID)
+	c.ok("ec2", "wait", "instance-terminated", "--instance-ids", id, dsID)
+	for _, i := range []string{id, dsID} {
+		if _, err := os.Stat(filepath.Join(dataDir, "instances", "machines", i)); !os.IsNotExist(err) {
+			t.Fatalf("the disk of terminated %s is still there (%v)", i, err)
+		}
+	}
+	if _, err := ssh(t, key, ip, "true"); err == nil {
+		t.Fatal("ssh reaches a terminated instance")
+	}
+	_, errOut, code := c.run("ec2", "start-instances", "--instance-ids", id)
+	if code == 0 || !strings.Contains(errOut, "IncorrectInstanceState") {
+		t.Fatalf("starting a terminated instance: exit %d %s", code, errOut)
+	}
+}
+
+// TestInstancesSurviveSIGKILL kills the server while an instance runs: the instance keeps
+// running (ssh works), and the restarted server takes it back with its metadata service; then it
+// stops and terminates it and nothing is left on the host.
+func TestInstancesSurviveSIGKILL(t *testing.T) {
+	needInstances(t)
+	dataDir := t.TempDir()
+	s := startServer(t, dataDir)
+	c := cli{t: t, bin: "/usr/bin/aws", env: env(t, dataDir), home: t.TempDir()}
+	key := createKey(t, c, "k")
+	id, ip := launch(t, c, dataDir, "debian-12-amd64-nubis", "k", "--metadata-options", "HttpTokens=optional")
+	protectKey(t, key, ip)
+	mustSSH(t, key, ip, "nohup sleep 1000 >/dev/null 2>&1 &")
+	s.stop(t, syscall.SIGKILL)
+	if out := mustSSH(t, key, ip, "pgrep -c sleep"); strings.TrimSpace(out) != "1" {
+		t.Fatalf("after SIGKILL of nubis, the instance's processes: %q", out)
+	}
+	startServer(t, dataDir)
+	c.env = env(t, dataDir) // the new server's endpoint
+	state := strings.TrimSpace(c.ok("ec2", "describe-instances", "--instance-ids", id,
+		"--query", "Reservations[0].Instances[0].State.Name", "--output", "text"))
+	if state != "running" {
+		t.Fatalf("after restart: %s", state)
+	}
+	if out := mustSSH(t, key, ip, "curl -s http://169.254.169.254/latest/meta-data/instance-id"); out != id {
+		t.Fatalf("metadata after restart: %q", out)
+	}
+	c.ok("ec2", "terminate-instances", "--instance-ids", id)
+	c.ok("ec2", "wait", "instance-terminated", "--instance-ids", id)
+	out, _ := exec.Command("runc", "--root", filepath.Join(dataDir, "instances", "sandboxes", "runc"), "list", "-q").Output()
+	if strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("containers left: %s", out)
+	}
+	if _, err := net.InterfaceByName(network.HostIfName(id)); err == nil {
+		t.Fatalf("network link %s left", network.HostIfName(id))
+	}
+}
