@@ -39,11 +39,11 @@ var imageFiles = map[string]string{
 	"/etc/group": "root:x:0:\nadm:x:4:\nshadow:x:42:\nutmp:x:43:\nsudo:x:27:\nusers:x:100:\nnogroup:x:65534:\n",
 	"/etc/shadow": "root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n" +
 		"sshd:!:19000::::::\nnobody:*:19000:0:99999:7:::\n",
-	"/etc/gshadow":     "root:*::\nadm:*::\nshadow:*::\nutmp:*::\nsudo:*::\nusers:*::\nnogroup:*::\n",
+	"/etc/gshadow":      "root:*::\nadm:*::\nshadow:*::\nutmp:*::\nsudo:*::\nusers:*::\nnogroup:*::\n",
 	"/etc/skel/.bashrc": "# bashrc\n",
-	"/etc/sudoers":     "root ALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n",
-	"/etc/hosts":       "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n",
-	"/bin/bash":        "",
+	"/etc/sudoers":      "root ALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n",
+	"/etc/hosts":        "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n",
+	"/bin/bash":         "",
 }
 
 var testConfig = Config{

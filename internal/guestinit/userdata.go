@@ -539,14 +539,14 @@ func (l *packageList) UnmarshalYAML(n *yaml.Node) error {
 
 // writeFile is an entry of write_files.
 type writeFile struct {
-	Path        string     `yaml:"path"`
-	Content     string     `yaml:"content"`
-	Source      rawNode    `yaml:"source"`
-	Owner       string     `yaml:"owner"`
-	Permissions fileMode   `yaml:"permissions"`
-	Encoding    string     `yaml:"encoding"`
-	Append      bool       `yaml:"append"`
-	Defer       bool       `yaml:"defer"`
+	Path        string   `yaml:"path"`
+	Content     string   `yaml:"content"`
+	Source      rawNode  `yaml:"source"`
+	Owner       string   `yaml:"owner"`
+	Permissions fileMode `yaml:"permissions"`
+	Encoding    string   `yaml:"encoding"`
+	Append      bool     `yaml:"append"`
+	Defer       bool     `yaml:"defer"`
 }
 
 // fileMode is write_files' permissions: an octal number as written ('0644', 0644, 0o644).
@@ -627,8 +627,8 @@ func (r rawNode) value() string {
 
 // powerState is power_state: after user data, power off, halt or reboot.
 type powerState struct {
-	Mode      string     `yaml:"mode"`
-	Message   string     `yaml:"message"`
+	Mode      string  `yaml:"mode"`
+	Message   string  `yaml:"message"`
 	Delay     rawNode `yaml:"delay"`
 	Timeout   rawNode `yaml:"timeout"`
 	Condition rawNode `yaml:"condition"`

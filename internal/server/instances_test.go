@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/nubis/nubis/internal/network"
 	"github.com/nubis/nubis/internal/server"
 	"github.com/nubis/nubis/internal/server/servertest"
 	"github.com/nubis/nubis/internal/testenv"
@@ -135,6 +137,7 @@ func TestInstanceLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := *run.Instances[0].InstanceId
+	removeAtEnd(t, s, id)
 	if st := run.Instances[0].State.Name; st != types.InstanceStateNamePending {
 		t.Fatalf("state after RunInstances: %s", st)
 	}
@@ -203,6 +206,18 @@ func TestInstanceLifecycle(t *testing.T) {
 	}
 	_, err = c.StartInstances(ctx, &ec2.StartInstancesInput{InstanceIds: []string{id}})
 	wantAPIError(t, err, "IncorrectInstanceState", 400)
+}
+
+// removeAtEnd makes sure a test leaves no instance behind even when it fails half-way: the
+// machine's container, its disk's mount and its network link go before the data dir does.
+func removeAtEnd(t *testing.T, s *servertest.Server, id string) {
+	t.Cleanup(func() {
+		root := filepath.Join(s.DataDir, "instances", "sandboxes", "runc")
+		exec.Command("runc", "--root", root, "kill", "--all", id, "KILL").Run()
+		exec.Command("runc", "--root", root, "delete", "--force", id).Run()
+		syscall.Unmount(filepath.Join(s.DataDir, "instances", "machines", id, "rootfs"), syscall.MNT_DETACH)
+		exec.Command("ip", "link", "del", network.HostIfName(id)).Run()
+	})
 }
 
 func waitFor(t *testing.T, d time.Duration, ok func() bool) {
