@@ -72,6 +72,13 @@ func (s *Service) API() awsproto.Service {
 			"ModifyInstanceAttribute":       s.modifyInstanceAttribute,
 			"ModifyInstanceMetadataOptions": s.modifyInstanceMetadataOptions,
 			"DescribeImages":                s.describeImages,
+			"CreateImage":                   s.createImage,
+			"CopyImage":                     s.copyImage,
+			"RegisterImage":                 s.registerImage,
+			"DeregisterImage":               s.deregisterImage,
+			"DescribeVpcs":                  s.describeVpcs,
+			"DescribeSubnets":               s.describeSubnets,
+			"DescribeSecurityGroups":        s.describeSecurityGroups,
 
 			"DescribeInstanceTypes":         s.describeInstanceTypes,
 			"DescribeInstanceTypeOfferings": s.describeInstanceTypeOfferings,

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +33,8 @@ type InstancesConfig struct {
 	MaxInstances int
 	// TerminatedTTL is how long a terminated instance stays visible (default one hour, as on AWS).
 	TerminatedTTL time.Duration
+	// ImageDir holds the layers of images made on this host (CreateImage, RegisterImage).
+	ImageDir string
 	// StopGrace is how long a stop waits for the instance's processes to end before killing
 	// them (default 3 s; StopInstances with Force kills at once).
 	StopGrace time.Duration
@@ -49,7 +52,7 @@ func (s *Service) EnableInstances(cfg InstancesConfig) {
 		cfg.StopGrace = 3 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s.fleet = &fleet{s: s, machines: cfg.Machines, images: cfg.Images, grace: cfg.StopGrace,
+	s.fleet = &fleet{s: s, machines: cfg.Machines, images: cfg.Images, imageDir: cfg.ImageDir, grace: cfg.StopGrace,
 		log: s.log.With("part", "instances"), tracked: map[string]*tracked{}, ctx: ctx, cancel: cancel}
 }
 
@@ -62,6 +65,7 @@ type fleet struct {
 	s        *Service
 	machines machine.Driver
 	images   *image.Builder
+	imageDir string
 	grace    time.Duration
 	log      *slog.Logger
 
@@ -155,13 +159,17 @@ func (f *fleet) launch(inst instance) {
 
 // spec is the machine an instance boots as.
 func (f *fleet) spec(ctx context.Context, inst instance) (machine.Spec, error) {
-	img, ok := lookupImage(inst.ImageID)
-	if !ok {
-		return machine.Spec{}, fmt.Errorf("image %s: %w", inst.ImageID, errdefs.ErrNotFound)
-	}
-	rootfs, err := f.images.Ensure(ctx, *img.Recipe)
-	if err != nil {
-		return machine.Spec{}, err
+	layers := slices.Clone(inst.ImageLayers)
+	if inst.BaseImage != "" {
+		img, ok := lookupImage(inst.BaseImage)
+		if !ok {
+			return machine.Spec{}, fmt.Errorf("image %s: %w", inst.BaseImage, errdefs.ErrNotFound)
+		}
+		rootfs, err := f.images.Ensure(ctx, *img.Recipe)
+		if err != nil {
+			return machine.Spec{}, err
+		}
+		layers = append(layers, rootfs)
 	}
 	it, _ := lookupInstanceType(inst.Type)
 	sn, ok := f.s.findSubnet(inst.Account, inst.SubnetID)
@@ -180,7 +188,7 @@ func (f *fleet) spec(ctx context.Context, inst instance) (machine.Spec, error) {
 	for _, other := range f.s.defaultSubnets(inst.Account) {
 		gws = append(gws, netip.PrefixFrom(gatewayOf(other.CIDR), other.CIDR.Bits()))
 	}
-	spec := machine.Spec{ID: inst.ID, Image: rootfs, DiskGiB: inst.RootGiB, CPUs: float64(it.VCPUs),
+	spec := machine.Spec{ID: inst.ID, Image: layers, DiskGiB: inst.RootGiB, CPUs: float64(it.VCPUs),
 		MemoryMB: int(it.MemoryMiB), Hostname: hostnameOf(inst.PrivateIP), Domain: f.s.dnsDomain(),
 		Network: machine.Network{Bridge: network.BridgeName(inst.VPCID), Gateways: gws,
 			Address: netip.PrefixFrom(addr, sn.CIDR.Bits()), Gateway: gatewayOf(sn.CIDR), VPC: sn.VPC.CIDR, MAC: mac},
@@ -195,6 +203,11 @@ func (f *fleet) spec(ctx context.Context, inst instance) (machine.Spec, error) {
 func (f *fleet) boot(t *tracked, first bool) {
 	t.op.Lock()
 	defer t.op.Unlock()
+	f.bootLocked(t, first)
+}
+
+// bootLocked is boot for a caller that holds t.op.
+func (f *fleet) bootLocked(t *tracked, first bool) {
 	inst, err := f.update(t.account, t.id, func(*instance) bool { return false })
 	if err != nil || inst.State != statePending {
 		return
@@ -336,6 +349,7 @@ func (f *fleet) finishTerminate(t *tracked, inst instance) {
 	f.mu.Lock()
 	delete(f.tracked, t.id)
 	f.mu.Unlock()
+	f.collectLayers(context.WithoutCancel(f.ctx))
 }
 
 // close stops serving metadata and watching; the machines keep running (and are taken back at

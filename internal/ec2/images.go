@@ -2,6 +2,7 @@ package ec2
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -16,16 +17,31 @@ const debianOwnerID = "136693071363"
 
 // machineImage is an AMI: a root file system instances boot from.
 type machineImage struct {
-	ID           string
-	Name         string
-	Description  string
-	OwnerID      string
-	Public       bool
-	Architecture string
-	RootGiB      int
-	CreationDate time.Time
+	ID           string    `json:"id"`
+	Name         string    `json:"name"`
+	Description  string    `json:"description,omitempty"`
+	OwnerID      string    `json:"ownerId"`
+	Public       bool      `json:"public,omitempty"`
+	Architecture string    `json:"architecture"`
+	RootGiB      int       `json:"rootGiB"`
+	CreationDate time.Time `json:"creationDate"`
+	// State is available, or pending while an image of an instance is being made, or failed.
+	State       string `json:"state,omitempty"`
+	StateReason string `json:"stateReason,omitempty"`
 	// Recipe builds the root of a built-in image.
-	Recipe *image.Recipe
+	Recipe *image.Recipe `json:"-"`
+	// An image of one's own: its layers (top first) over its Base image's root (a built-in
+	// image's id; empty for an image registered from a whole root file system).
+	Layers         []string `json:"layers,omitempty"`
+	Base           string   `json:"base,omitempty"`
+	SourceInstance string   `json:"sourceInstance,omitempty"`
+}
+
+func (im machineImage) state() string {
+	if im.State == "" {
+		return "available"
+	}
+	return im.State
 }
 
 // builtinImages are the images every account can launch: Debian 12 with python3, curl and sshd,
@@ -154,15 +170,22 @@ func (s *Service) describeImages(ctx context.Context, r *awsproto.Request, p aws
 	if err != nil {
 		return nil, err
 	}
+	own, err := s.userImages(ctx, r.Caller.AccountID)
+	if err != nil {
+		return nil, err
+	}
 	want := setOf(in.ImageIDs)
 	seen := map[string]bool{}
 	var out describeImagesOutput
-	for _, im := range builtinImages {
+	for _, im := range append(slices.Clone(builtinImages), own...) {
 		if len(want) > 0 && !want[im.ID] {
 			continue
 		}
 		seen[im.ID] = true
 		if len(in.Owners) > 0 && !ownerMatches(in.Owners, im, r.Caller.AccountID) {
+			continue
+		}
+		if in.ExecutableUsers != nil && !im.Public && !slices.Contains(in.ExecutableUsers, "self") && !slices.Contains(in.ExecutableUsers, r.Caller.AccountID) {
 			continue
 		}
 		tl := tags[im.ID]
@@ -185,7 +208,7 @@ func (s *Service) describeImages(ctx context.Context, r *awsproto.Request, p aws
 			case "owner-alias":
 				return nil
 			case "state":
-				return []string{"available"}
+				return []string{im.state()}
 			case "root-device-type":
 				return []string{"ebs"}
 			case "root-device-name":
@@ -232,7 +255,7 @@ func ownerMatches(owners []string, im machineImage, caller string) bool {
 }
 
 func (s *Service) imageXML(im machineImage, tags tagList) imageInfo {
-	return imageInfo{ImageID: im.ID, ImageLocation: im.OwnerID + "/" + im.Name, ImageState: "available",
+	return imageInfo{ImageID: im.ID, ImageLocation: im.OwnerID + "/" + im.Name, ImageState: im.state(),
 		ImageOwnerID: im.OwnerID, CreationDate: timestamp(im.CreationDate), IsPublic: im.Public,
 		Architecture: im.Architecture, ImageType: "machine", Name: im.Name, Description: im.Description,
 		RootDeviceType: "ebs", RootDeviceName: "/dev/xvda",

@@ -27,16 +27,20 @@ var stateCodes = map[string]int{statePending: 0, stateRunning: 16, stateShutting
 
 // instance is an instance as stored under ec2/<account>/<region>/instance/<id>.
 type instance struct {
-	ID            string    `json:"id"`
-	Account       string    `json:"account"`
-	ReservationID string    `json:"reservationId"`
-	ImageID       string    `json:"imageId"`
-	Type          string    `json:"type"`
-	KeyName       string    `json:"keyName,omitempty"`
-	PublicKey     string    `json:"publicKey,omitempty"` // the key pair's, at launch (as AWS keeps it)
-	LaunchIndex   int       `json:"launchIndex"`
-	LaunchTime    time.Time `json:"launchTime"`
-	ClientToken   string    `json:"clientToken,omitempty"`
+	ID            string `json:"id"`
+	Account       string `json:"account"`
+	ReservationID string `json:"reservationId"`
+	ImageID       string `json:"imageId"`
+	// The image's root at launch: its own layers (top first) over a built-in image's root, so
+	// that the instance keeps booting if the image is deregistered.
+	ImageLayers []string  `json:"imageLayers,omitempty"`
+	BaseImage   string    `json:"baseImage,omitempty"`
+	Type        string    `json:"type"`
+	KeyName     string    `json:"keyName,omitempty"`
+	PublicKey   string    `json:"publicKey,omitempty"` // the key pair's, at launch (as AWS keeps it)
+	LaunchIndex int       `json:"launchIndex"`
+	LaunchTime  time.Time `json:"launchTime"`
+	ClientToken string    `json:"clientToken,omitempty"`
 
 	State            string    `json:"state"`
 	StateReason      string    `json:"stateReason,omitempty"` // a code such as Client.UserInitiatedShutdown

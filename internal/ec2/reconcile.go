@@ -105,6 +105,7 @@ func (s *Service) Start(ctx context.Context) error {
 			}
 		}
 	}
+	f.collectLayers(ctx)
 	f.goDo(f.sweep)
 	return nil
 }

@@ -158,9 +158,19 @@ func (s *Service) planRun(ctx context.Context, r *awsproto.Request, in *runInsta
 	if !validImageID(in.ImageID) {
 		return plan, clientError("InvalidAMIID.Malformed", "Invalid id: \"%s\" (expecting \"ami-...\")", in.ImageID)
 	}
-	img, ok := lookupImage(in.ImageID)
-	if !ok {
-		return plan, clientError("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", in.ImageID)
+	var img machineImage
+	if err := s.store.View(ctx, func(tx store.Tx) error {
+		im, found, err := s.findImage(tx, r.Caller.AccountID, in.ImageID)
+		if err == nil && !found {
+			err = imageNotFound(in.ImageID)
+		}
+		img = im
+		return err
+	}); err != nil {
+		return plan, err
+	}
+	if img.state() != "available" {
+		return plan, clientError("InvalidAMIID.Unavailable", "The image id '[%s]' is not available (it is %s)", img.ID, img.state())
 	}
 	plan.img = img
 	if in.InstanceType == "" {
@@ -280,7 +290,12 @@ func (s *Service) planRun(ctx context.Context, r *awsproto.Request, in *runInsta
 		return plan, err
 	}
 	plan.count, plan.min = *in.MaxCount, *in.MinCount
-	plan.template = instance{Account: account, ImageID: img.ID, Type: it.Name, KeyName: plan.key.Name,
+	base := img.Base
+	if img.Recipe != nil {
+		base = img.ID
+	}
+	plan.template = instance{Account: account, ImageID: img.ID, ImageLayers: img.Layers, BaseImage: base,
+		Type: it.Name, KeyName: plan.key.Name,
 		PublicKey: plan.key.PublicKey, Zone: plan.subnet.Zone, SubnetID: plan.subnet.ID, VPCID: plan.subnet.VPC.ID,
 		Groups: plan.groups, UserData: in.UserData, Metadata: meta, ShutdownBehavior: behavior,
 		DisableAPITerm: in.DisableAPITerm, DisableAPIStop: in.DisableAPIStop, RootDevice: "/dev/xvda",

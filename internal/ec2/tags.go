@@ -180,8 +180,11 @@ func (s *Service) resourceType(tx store.Tx, r *awsproto.Request, id string) (str
 		}
 		return "instance", nil
 	case "ami":
-		if _, ok := lookupImage(id); !ok {
-			return "", clientError("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", id)
+		if _, found, err := s.findImage(tx, r.Caller.AccountID, id); err != nil || !found {
+			if err == nil {
+				err = imageNotFound(id)
+			}
+			return "", err
 		}
 		return "image", nil
 	}

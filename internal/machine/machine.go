@@ -36,6 +36,10 @@ type Driver interface {
 	// DeleteDisk deletes the disk of a machine that does not run (terminate). Deleting a disk
 	// that does not exist is not an error.
 	DeleteDisk(ctx context.Context, id string) error
+	// CopyDisk copies what the machine has written to its disk (its layer over its image) into
+	// the new directory dst, for an image made from it; the machine may run (a crash-consistent
+	// copy).
+	CopyDisk(ctx context.Context, id, dst string) error
 	// Console returns the machine's console output: at most max bytes, the most recent.
 	Console(ctx context.Context, id string, max int) ([]byte, error)
 }
@@ -91,9 +95,10 @@ type Stats struct {
 type Spec struct {
 	// ID names the machine (the instance id).
 	ID string
-	// Image is the root file system of the image the disk is made from on first boot (a
-	// directory, shared read-only by every machine of the image).
-	Image string
+	// Image is the root file system of the image the disk is made from on first boot: its
+	// layers, top first (directories, shared read-only by every machine of the image; an image
+	// made from an instance is that instance's disk over the layers of its own image).
+	Image []string
 	// DiskGiB is the size of the root disk.
 	DiskGiB int
 	// CPUs and MemoryMB are what the machine may use (its instance type's vCPUs and memory).

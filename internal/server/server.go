@@ -172,6 +172,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.ec2 = ec2.New(s.store, cfg.Region, cfg.Log.With("component", "ec2"))
 	if drv, why := machineDriver(ctx, cfg); drv != nil {
 		s.ec2.EnableInstances(ec2.InstancesConfig{Machines: drv, MaxInstances: cfg.MaxInstances,
+			ImageDir: filepath.Join(cfg.DataDir, "instances", "images"),
 			Images: &image.Builder{CacheDir: cfg.ImageCache, Log: cfg.Log.With("component", "image")}})
 	} else {
 		s.ec2.DisableInstances(why)

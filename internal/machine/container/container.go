@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -117,7 +118,7 @@ func (d *Driver) dir(id string) string { return filepath.Join(d.cfg.Dir, id) }
 
 // record is machine.json.
 type record struct {
-	Image string `json:"image"` // the lower dir of the disk
+	Image []string `json:"image"` // the lower dirs of the disk, top first
 	// While it runs:
 	NetNS   string          `json:"netns,omitempty"`
 	HostIf  string          `json:"hostIf,omitempty"`
@@ -168,8 +169,13 @@ func (d *Driver) Boot(ctx context.Context, spec machine.Spec) (machine.Machine, 
 	switch {
 	case errors.Is(err, errdefs.ErrNotFound):
 		// First boot: the disk.
-		if fi, err := os.Stat(spec.Image); err != nil || !fi.IsDir() {
-			return nil, fmt.Errorf("machine %s: image %s: %w", id, spec.Image, errdefs.ErrInvalidArgument)
+		if len(spec.Image) == 0 {
+			return nil, fmt.Errorf("machine %s: no image: %w", id, errdefs.ErrInvalidArgument)
+		}
+		for _, layer := range spec.Image {
+			if fi, err := os.Stat(layer); err != nil || !fi.IsDir() {
+				return nil, fmt.Errorf("machine %s: image layer %s: %w", id, layer, errdefs.ErrInvalidArgument)
+			}
 		}
 		for _, sub := range []string{"disk/upper", "disk/work", "rootfs", "guest/state", "state"} {
 			if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
@@ -422,6 +428,33 @@ func (d *Driver) DeleteDisk(ctx context.Context, id string) error {
 	return nil
 }
 
+// CopyDisk copies the machine's layer (the upper dir of its disk, with overlayfs's whiteouts and
+// opaque-directory attributes, which work as they are in a lower layer) into dst.
+func (d *Driver) CopyDisk(ctx context.Context, id, dst string) error {
+	if !idRE.MatchString(id) {
+		return fmt.Errorf("machine id %q: %w", id, errdefs.ErrInvalidArgument)
+	}
+	src := filepath.Join(d.dir(id), "disk", "upper")
+	if _, err := os.Stat(src); err != nil {
+		return fmt.Errorf("machine %s has no disk: %w", id, errdefs.ErrNotFound)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return fmt.Errorf("copy disk of %s: %w", id, err)
+	}
+	tmp := dst + ".tmp"
+	os.RemoveAll(tmp)
+	out, err := exec.CommandContext(ctx, "cp", "-a", "--reflink=auto", src, tmp).CombinedOutput()
+	if err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("copy disk of %s: %w: %s", id, err, strings.TrimSpace(string(out)))
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("copy disk of %s: %w", id, err)
+	}
+	return nil
+}
+
 // Console returns the end of the console log.
 func (d *Driver) Console(ctx context.Context, id string, max int) ([]byte, error) {
 	if !idRE.MatchString(id) {
@@ -447,12 +480,14 @@ func (d *Driver) Console(ctx context.Context, id string, max int) ([]byte, error
 	return io.ReadAll(io.LimitReader(f, int64(max)))
 }
 
-// mountOverlay mounts the disk (upper over the image) at target, unless it is mounted already.
-func mountOverlay(lower, disk, target string) error {
+// mountOverlay mounts the disk (upper over the image's layers) at target, unless it is mounted
+// already.
+func mountOverlay(layers []string, disk, target string) error {
 	if mounted(target) {
 		return nil
 	}
-	for _, p := range []string{lower, disk, target} {
+	lower := strings.Join(layers, ":")
+	for _, p := range append(slices.Clone(layers), disk, target) {
 		if strings.ContainsAny(p, ",:\\") {
 			return fmt.Errorf("overlay path %q has a character overlayfs options cannot carry: %w", p, errdefs.ErrInvalidArgument)
 		}
