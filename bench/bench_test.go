@@ -41,6 +41,9 @@ var targets = []target{
 	{name: "BenchmarkAPIGatewayOverhead/memory=1769MB/api", p50: 300 * time.Microsecond,
 		minus: "BenchmarkAPIGatewayOverhead/memory=1769MB/invoke"},
 	{name: "BenchmarkAPIGatewayLoad/wrk", rate: 2000, versus: "BenchmarkAPIGatewayLoad/invoke"},
+	{name: "BenchmarkInstanceLaunch", p50: 2 * time.Second},
+	{name: "BenchmarkInstanceStopStart/stop", p50: time.Second},
+	{name: "BenchmarkInstanceStopStart/start", p50: time.Second},
 }
 
 // baseline is the benchmark the others are compared with.

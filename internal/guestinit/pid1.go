@@ -110,6 +110,8 @@ func (p *pid1) end(b *boot, a action, cancel context.CancelFunc, done <-chan str
 		grace = time.Duration(g * float64(time.Second))
 	}
 	t0 := time.Now()
+	p.procs.block(true)
+	defer p.procs.block(false) // for the next boot
 	if p.procs.killAll(grace) {
 		b.logf("processes left after %v were killed", grace)
 	}

@@ -23,6 +23,7 @@ type reaper struct {
 	all     bool
 	mu      sync.Mutex
 	waiters map[int]chan syscall.WaitStatus
+	blocked bool // no new processes: the instance is stopping
 	sigs    chan os.Signal
 	quit    chan struct{}
 	done    chan struct{}
@@ -102,6 +103,9 @@ func (r *reaper) reap() {
 func (r *reaper) forkExec(argv0 string, argv []string, attr *syscall.ProcAttr) (int, <-chan syscall.WaitStatus, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.blocked {
+		return 0, nil, fmt.Errorf("start %s: %w", argv0, errStopping)
+	}
 	pid, err := syscall.ForkExec(argv0, argv, attr)
 	if err != nil {
 		return 0, nil, fmt.Errorf("start %s: %w", argv0, err)
@@ -109,6 +113,17 @@ func (r *reaper) forkExec(argv0 string, argv []string, attr *syscall.ProcAttr) (
 	ch := make(chan syscall.WaitStatus, 1)
 	r.waiters[pid] = ch
 	return pid, ch, nil
+}
+
+// errStopping is the error of starting a process while all are being ended.
+var errStopping = errors.New("the instance is shutting down")
+
+// block stops (true) or allows again (false) the start of processes, so that none starts
+// after killAll has ended the others.
+func (r *reaper) block(b bool) {
+	r.mu.Lock()
+	r.blocked = b
+	r.mu.Unlock()
 }
 
 // signalAll sends sig to every other process: as PID 1, kill(-1) reaches every process of the

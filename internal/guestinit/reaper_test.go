@@ -33,6 +33,7 @@ func zombieChildren(t *testing.T) []int {
 		if ppid, _ := strconv.Atoi(f[1]); ppid == me && f[0] == "Z" {
 			pid, _ := strconv.Atoi(strings.Fields(string(data))[0])
 			zombies = append(zombies, pid)
+			t.Logf("zombie: %s", data)
 		}
 	}
 	return zombies

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -30,6 +31,10 @@ func EnsureBridge(ctx context.Context, b Bridge) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	// One at a time in this process: two instances of a VPC booting together must not both
+	// create its bridge (the second would see the first's addresses as a conflict).
+	bridgeMu.Lock()
+	defer bridgeMu.Unlock()
 	if err := b.validate(); err != nil {
 		return err
 	}
@@ -145,6 +150,8 @@ func containsPrefix(ps []netip.Prefix, p netip.Prefix) bool {
 // RemoveBridge deletes the bridge name; its ports are released, not deleted. It is no error if
 // the bridge does not exist; an interface of that name that is not a bridge is ErrConflict.
 func RemoveBridge(ctx context.Context, name string) error {
+	bridgeMu.Lock()
+	defer bridgeMu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -188,6 +195,9 @@ func deleteLink(h *netlink.Handle, name string) {
 		h.LinkDel(l)
 	}
 }
+
+// bridgeMu serialises EnsureBridge and RemoveBridge.
+var bridgeMu sync.Mutex
 
 // removeIdleBridges deletes the other bridges of nubis (nbr*) that hold an address overlapping one
 // of b's gateways but have no port: left by a nubis that is gone, or by one whose instances of

@@ -189,16 +189,36 @@ func TestEnsureBridgeOverlap(t *testing.T) {
 	}
 }
 
-// Two bridges of this package cannot hold overlapping subnets either.
+// Two bridges of this package cannot hold overlapping subnets either while the other is in use
+// (it has a port); an idle one (left by a nubis that is gone) is taken over.
 func TestEnsureBridgeOverlapOtherBridge(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
 	vpc := testVPC(t)
 	first := newBridge(t, addr(vpc, 0, 1, 20))
+	h, err := netlink.NewHandle()
+	must(t, err)
+	defer h.Close()
+	br, err := h.LinkByName(first)
+	must(t, err)
+	port := HostIfName("port-" + uniq(t))
+	va := netlink.NewLinkAttrs()
+	va.Name, va.MasterIndex = port, br.Attrs().Index
+	must(t, h.LinkAdd(&netlink.Veth{LinkAttrs: va, PeerName: HostIfName("peer-" + uniq(t))}))
+	t.Cleanup(func() { Detach(ctx, port) })
+
 	name := BridgeName("vpc-test-" + uniq(t))
 	t.Cleanup(func() { RemoveBridge(ctx, name) })
-	err := EnsureBridge(ctx, Bridge{Name: name, Gateways: []netip.Prefix{addr(vpc, 0, 1, 16)}})
+	err = EnsureBridge(ctx, Bridge{Name: name, Gateways: []netip.Prefix{addr(vpc, 0, 1, 16)}})
 	if !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), first) {
 		t.Errorf("EnsureBridge gave %v, want ErrConflict naming %s", err, first)
+	}
+	// Idle now: taken over.
+	must(t, Detach(ctx, port))
+	if err := EnsureBridge(ctx, Bridge{Name: name, Gateways: []netip.Prefix{addr(vpc, 0, 1, 16)}}); err != nil {
+		t.Fatalf("EnsureBridge beside an idle bridge: %v", err)
+	}
+	if linkExists(t, h, first) {
+		t.Errorf("the idle bridge %s is still there", first)
 	}
 }

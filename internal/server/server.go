@@ -173,7 +173,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if drv, why := machineDriver(ctx, cfg); drv != nil {
 		s.ec2.EnableInstances(ec2.InstancesConfig{Machines: drv, MaxInstances: cfg.MaxInstances,
 			ImageDir: filepath.Join(cfg.DataDir, "instances", "images"),
-			Images: &image.Builder{CacheDir: cfg.ImageCache, Log: cfg.Log.With("component", "image")}})
+			Images:   &image.Builder{CacheDir: cfg.ImageCache, Log: cfg.Log.With("component", "image")}})
 	} else {
 		s.ec2.DisableInstances(why)
 		s.log.Warn("instances cannot run on this host: "+why, "component", "ec2")

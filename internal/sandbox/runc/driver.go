@@ -173,17 +173,20 @@ func (d *Driver) state(ctx context.Context, id string) (state, error) {
 }
 
 func (d *Driver) runtimeList(ctx context.Context) ([]string, error) {
-	out, err := d.run(ctx, "list", "--format", "json")
+	// What `runc list` reads, without its failure when a container is deleted while it lists:
+	// one directory with a state.json per container under the runtime's --root.
+	entries, err := os.ReadDir(d.root)
 	if err != nil {
-		return nil, err
-	}
-	var list []state
-	if err := json.Unmarshal(bytes.TrimSpace(out), &list); err != nil && len(bytes.TrimSpace(out)) > 0 {
 		return nil, fmt.Errorf("runtime list: %w", err)
 	}
-	ids := make([]string, 0, len(list))
-	for _, s := range list {
-		ids = append(ids, s.ID)
+	ids := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(d.root, e.Name(), "state.json")); err == nil {
+			ids = append(ids, e.Name())
+		}
 	}
 	return ids, nil
 }
