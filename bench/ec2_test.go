@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,9 +86,21 @@ func (e *ec2Bench) run(b *testing.B, n int) (ids, ips []string) {
 	return ids, ips
 }
 
-// sshUntil runs `true` over ssh until it succeeds (or a minute passes).
+// sshUntil runs `true` over ssh until it succeeds (or a minute passes). It waits for port 22
+// to accept first, so that it does not start an ssh process every few milliseconds meanwhile.
 func (e *ec2Bench) sshUntil(ip string) error {
 	deadline := time.Now().Add(time.Minute)
+	for {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, "22"), time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("port 22 of %s: %w", ip, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for {
 		err := exec.Command("ssh", "-i", e.key, "-o", "BatchMode=yes", "-o", "ConnectTimeout=2",
 			"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=QUIET",
@@ -98,7 +111,7 @@ func (e *ec2Bench) sshUntil(ip string) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("ssh %s: %w", ip, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
