@@ -36,7 +36,8 @@ func images(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	})
-	b := &image.Builder{CacheDir: *cache, Log: slog.New(slog.NewTextHandler(stderr, nil))}
+	// Debug shows debootstrap's own progress (Retrieving, Unpacking, Configuring...).
+	b := &image.Builder{CacheDir: *cache, Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	switch sub {
 	case "list":
 		fmt.Fprintf(stdout, "%-22s %-36s %s\n", "IMAGE ID", "NAME", "BUILT")

@@ -42,21 +42,12 @@ func (s *Service) describeInstanceAttribute(ctx context.Context, r *awsproto.Req
 	if err := p.Decode(&in); err != nil {
 		return nil, err
 	}
-	if in.InstanceID == "" {
-		return nil, missingParameter("InstanceId")
-	}
-	if in.Attribute == "" {
+	if in.InstanceID != "" && in.Attribute == "" {
 		return nil, missingParameter("Attribute")
 	}
-	var inst instance
-	if err := s.store.View(ctx, func(tx store.Tx) (err error) {
-		inst, err = s.getInstance(tx, r, in.InstanceID)
-		return err
-	}); err != nil {
+	inst, err := s.readInstance(ctx, r, in.InstanceID, in.DryRun)
+	if err != nil {
 		return nil, err
-	}
-	if in.DryRun {
-		return nil, errDryRun
 	}
 	out := describeInstanceAttributeOutput{InstanceID: inst.ID}
 	v := func(s string) *attrValue { return &attrValue{Value: s} }

@@ -317,7 +317,8 @@ func (s *Service) selectInstances(ctx context.Context, r *awsproto.Request, ids 
 	want := setOf(ids)
 	var missing []string
 	for _, id := range ids {
-		if !slices.ContainsFunc(all, func(in instance) bool { return in.ID == id }) {
+		// A terminated instance is visible for a while, then gone as if it never was.
+		if !slices.ContainsFunc(all, func(in instance) bool { return in.ID == id && !s.expired(in) }) {
 			missing = append(missing, id)
 		}
 	}

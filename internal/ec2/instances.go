@@ -132,6 +132,23 @@ func (s *Service) getInstanceOf(tx store.Tx, account, id string) (instance, erro
 	return in, nil
 }
 
+// readInstance reads the instance a read-only action names (InstanceId), as EC2 checks it: the
+// parameter is required, the instance must exist, and a DryRun stops there.
+func (s *Service) readInstance(ctx context.Context, r *awsproto.Request, id string, dryRun bool) (instance, error) {
+	var inst instance
+	if id == "" {
+		return inst, missingParameter("InstanceId")
+	}
+	err := s.store.View(ctx, func(tx store.Tx) (err error) {
+		inst, err = s.getInstance(tx, r, id)
+		return err
+	})
+	if err == nil && dryRun {
+		err = errDryRun
+	}
+	return inst, err
+}
+
 func (s *Service) putInstance(tx store.Tx, in instance) error {
 	b, err := json.Marshal(in)
 	if err != nil {

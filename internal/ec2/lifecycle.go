@@ -313,18 +313,9 @@ func (s *Service) getConsoleOutput(ctx context.Context, r *awsproto.Request, p a
 	if err := p.Decode(&in); err != nil {
 		return nil, err
 	}
-	if in.InstanceID == "" {
-		return nil, missingParameter("InstanceId")
-	}
-	var inst instance
-	if err := s.store.View(ctx, func(tx store.Tx) (err error) {
-		inst, err = s.getInstance(tx, r, in.InstanceID)
-		return err
-	}); err != nil {
+	inst, err := s.readInstance(ctx, r, in.InstanceID, in.DryRun)
+	if err != nil {
 		return nil, err
-	}
-	if in.DryRun {
-		return nil, errDryRun
 	}
 	out := getConsoleOutputOutput{InstanceID: inst.ID, Timestamp: timestamp(s.now())}
 	if s.fleet != nil && inst.State != stateTerminated {

@@ -34,16 +34,10 @@ var testHookCreated func() error
 // attachment's IP and another prefix length. If Attach fails, the pair is removed again if this
 // call created it.
 func Attach(ctx context.Context, a Attachment) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	a = a.withDefaults()
-	if err := a.validate(); err != nil {
-		return err
-	}
-	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	h, err := hostHandle(ctx, "attach "+a.HostIf, a.validate())
 	if err != nil {
-		return fmt.Errorf("attach %s: netlink: %w", a.HostIf, err)
+		return err
 	}
 	defer h.Close()
 	br, err := bridgeByName(h, a.Bridge)
@@ -84,15 +78,9 @@ func Attach(ctx context.Context, a Attachment) error {
 // Detach deletes the host end hostIf of an attachment, and with it the guest end. It is no
 // error if it does not exist; an interface of that name that is not a veth is ErrConflict.
 func Detach(ctx context.Context, hostIf string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := validIfName("host interface name", hostIf); err != nil {
-		return err
-	}
-	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	h, err := hostHandle(ctx, "detach "+hostIf, validIfName("host interface name", hostIf))
 	if err != nil {
-		return fmt.Errorf("detach %s: netlink: %w", hostIf, err)
+		return err
 	}
 	defer h.Close()
 	l, err := h.LinkByName(hostIf)

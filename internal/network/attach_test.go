@@ -99,7 +99,7 @@ func (n testNet) attachment(t *testing.T, ns *netns.NS, hi, lo byte) Attachment 
 func TestAttach(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
-	h := hostHandle(t)
+	h := testHostHandle(t)
 	n := newTestNet(t)
 	nsA, nsB := newNS(t), newNS(t)
 	a := n.attachment(t, nsA, 5, 9)
@@ -262,7 +262,7 @@ func checkRoutes(t *testing.T, h *netlink.Handle, eth netlink.Link, a Attachment
 func TestAttachConverges(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
-	h := hostHandle(t)
+	h := testHostHandle(t)
 	n := newTestNet(t)
 	ns := newNS(t)
 	a := n.attachment(t, ns, 5, 9)
@@ -359,7 +359,7 @@ func must(t *testing.T, err error) {
 func TestAttachFailures(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
-	h := hostHandle(t)
+	h := testHostHandle(t)
 	n := newTestNet(t)
 	ns := newNS(t)
 	a := n.attachment(t, ns, 5, 9)

@@ -28,19 +28,13 @@ import (
 // both), and when an interface named b.Name exists and is not a bridge. If it fails, what it
 // created is removed again.
 func EnsureBridge(ctx context.Context, b Bridge) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	// One at a time in this process: two instances of a VPC booting together must not both
 	// create its bridge (the second would see the first's addresses as a conflict).
 	bridgeMu.Lock()
 	defer bridgeMu.Unlock()
-	if err := b.validate(); err != nil {
-		return err
-	}
-	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	h, err := hostHandle(ctx, "bridge "+b.Name, b.validate())
 	if err != nil {
-		return fmt.Errorf("bridge %s: netlink: %w", b.Name, err)
+		return err
 	}
 	defer h.Close()
 
@@ -152,15 +146,9 @@ func containsPrefix(ps []netip.Prefix, p netip.Prefix) bool {
 func RemoveBridge(ctx context.Context, name string) error {
 	bridgeMu.Lock()
 	defer bridgeMu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := validIfName("bridge name", name); err != nil {
-		return err
-	}
-	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	h, err := hostHandle(ctx, "bridge "+name, validIfName("bridge name", name))
 	if err != nil {
-		return fmt.Errorf("bridge %s: netlink: %w", name, err)
+		return err
 	}
 	defer h.Close()
 	br, err := bridgeByName(h, name)
@@ -194,6 +182,22 @@ func deleteLink(h *netlink.Handle, name string) {
 	if l, err := h.LinkByName(name); err == nil {
 		h.LinkDel(l)
 	}
+}
+
+// hostHandle checks ctx and the outcome of a validation, then opens a netlink handle on the
+// host's namespace; what names the operation in errors.
+func hostHandle(ctx context.Context, what string, invalid error) (*netlink.Handle, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if invalid != nil {
+		return nil, invalid
+	}
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("%s: netlink: %w", what, err)
+	}
+	return h, nil
 }
 
 // bridgeMu serialises EnsureBridge and RemoveBridge.

@@ -15,8 +15,8 @@ import (
 	"github.com/nubis/nubis/internal/errdefs"
 )
 
-// hostHandle is a netlink handle on the host, closed at the end of the test.
-func hostHandle(t *testing.T) *netlink.Handle {
+// testHostHandle is a netlink handle on the host, closed at the end of the test.
+func testHostHandle(t *testing.T) *netlink.Handle {
 	t.Helper()
 	h, err := netlink.NewHandle()
 	if err != nil {
@@ -35,7 +35,7 @@ func sortedPrefixes(ps []netip.Prefix) []netip.Prefix {
 func TestEnsureBridge(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
-	h := hostHandle(t)
+	h := testHostHandle(t)
 	vpc := testVPC(t)
 	gw1, gw2 := addr(vpc, 0, 1, 20), addr(vpc, 16, 1, 20)
 	name := newBridge(t, gw1, gw2)
@@ -147,7 +147,7 @@ func addVeth(t *testing.T, h *netlink.Handle, p netip.Prefix) string {
 func TestEnsureBridgeOverlap(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
-	h := hostHandle(t)
+	h := testHostHandle(t)
 	test := netip.MustParsePrefix("10.250.0.0/24")
 	if hostUses(t, test) {
 		t.Skipf("the host uses %v already", test)

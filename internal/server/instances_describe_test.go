@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -17,7 +18,7 @@ import (
 // pages, as the aws CLI's paginator does; then ClientToken makes a retried RunInstances idempotent.
 func TestDescribeInstances(t *testing.T) {
 	needInstances(t)
-	s := servertest.StartConfig(t, server.Config{DataDir: t.TempDir()})
+	s := servertest.StartConfig(t, server.Config{DataDir: t.TempDir(), TerminatedTTL: 2 * time.Second})
 	c := ec2Client(t, s)
 	ctx := context.Background()
 	ami := defaultImage(t, c)
@@ -125,4 +126,11 @@ func TestDescribeInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitTerminated(t, c, ids...)
+	// Terminated instances stay visible for a while (here 2 s), then are gone.
+	time.Sleep(2500 * time.Millisecond)
+	_, err = c.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: ids[:1]})
+	wantAPIError(t, err, "InvalidInstanceID.NotFound", 400)
+	if all, err := c.DescribeInstances(ctx, &ec2.DescribeInstancesInput{}); err != nil || len(all.Reservations) != 0 {
+		t.Fatalf("after the terminated instances expired: %v %+v", err, all)
+	}
 }

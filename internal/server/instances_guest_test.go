@@ -81,6 +81,10 @@ func TestInstanceGuest(t *testing.T) {
 	if out := mustSSH(t, key, ipB, "curl -s -o /dev/null -w %{http_code} http://169.254.169.254/latest/meta-data/instance-id"); out != "401" {
 		t.Fatalf("b requires tokens, a tokenless read got %q", out)
 	}
+	// Nor another instance's, at its address.
+	if out, err := sshRun(t, key, ipA, "curl -s -m 3 http://"+ipB+"/latest/meta-data/instance-id"); err == nil || strings.Contains(out, *b.InstanceId) {
+		t.Fatalf("a read b's metadata: %v %q", err, out)
+	}
 	// Instances of a VPC reach each other (different subnets: a in 1a, b in 1b).
 	if out := mustSSH(t, key, ipA, "timeout 5 bash -c 'echo > /dev/tcp/"+ipB+"/22' && echo reached"); !strings.Contains(out, "reached") {
 		t.Fatalf("a cannot reach b: %s", out)

@@ -59,6 +59,8 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// MaxInstances is the account's limit on EC2 instances that are not terminated (default 32).
 	MaxInstances int
+	// TerminatedTTL is how long terminated instances stay visible (default one hour).
+	TerminatedTTL time.Duration
 	// InitBinary is the init of instances (default: this executable, which links it).
 	InitBinary string
 }
@@ -171,7 +173,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Account: s.ident.Account().ID, Verify: s.verifyExecuteAPI, Log: cfg.Log.With("component", "execute-api")})
 	s.ec2 = ec2.New(s.store, cfg.Region, cfg.Log.With("component", "ec2"))
 	if drv, why := machineDriver(ctx, cfg); drv != nil {
-		s.ec2.EnableInstances(ec2.InstancesConfig{Machines: drv, MaxInstances: cfg.MaxInstances,
+		s.ec2.EnableInstances(ec2.InstancesConfig{Machines: drv, MaxInstances: cfg.MaxInstances, TerminatedTTL: cfg.TerminatedTTL,
 			ImageDir: filepath.Join(cfg.DataDir, "instances", "images"),
 			Images:   &image.Builder{CacheDir: cfg.ImageCache, Log: cfg.Log.With("component", "image")}})
 	} else {
