@@ -185,6 +185,18 @@ func TestInstanceLifecycle(t *testing.T) {
 	if out := mustSSH(t, key, ip, "cat /home/ec2-user/notes.txt; cat /var/tmp/user-data-runs"); out != "kept\nran\n" {
 		t.Fatalf("after stop/start: %q", out)
 	}
+	// A reboot ends every process and boots again from the same disk; the instance stays running.
+	mustSSH(t, key, ip, "nohup sleep 600 >/dev/null 2>&1 &")
+	if _, err := c.RebootInstances(ctx, &ec2.RebootInstancesInput{InstanceIds: []string{id}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, func() bool {
+		out, err := sshRun(t, key, ip, "pgrep -x sleep || echo none")
+		return err == nil && strings.TrimSpace(out) == "none"
+	})
+	if st := describeOne(t, c, id).State.Name; st != types.InstanceStateNameRunning {
+		t.Fatalf("after reboot: %s", st)
+	}
 	console, err := c.GetConsoleOutput(ctx, &ec2.GetConsoleOutputInput{InstanceId: aws.String(id)})
 	if err != nil {
 		t.Fatal(err)
