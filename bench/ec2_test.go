@@ -37,10 +37,11 @@ const (
 )
 
 type ec2Bench struct {
-	s   *servertest.Server
-	c   *ec2.Client
-	ami string
-	key string
+	s     *servertest.Server
+	c     *ec2.Client
+	ami   string
+	key   string
+	group string
 }
 
 func startEC2(b *testing.B) *ec2Bench {
@@ -63,13 +64,23 @@ func startEC2(b *testing.B) *ec2Bench {
 	if err := os.WriteFile(key, []byte(*kp.KeyMaterial), 0o400); err != nil {
 		b.Fatal(err)
 	}
-	return &ec2Bench{s: s, c: c, ami: *imgs.Images[0].ImageId, key: key}
+	g, err := c.CreateSecurityGroup(b.Context(), &ec2.CreateSecurityGroupInput{GroupName: aws.String("ssh"), Description: aws.String("SSH")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, err = c.AuthorizeSecurityGroupIngress(b.Context(), &ec2.AuthorizeSecurityGroupIngressInput{GroupId: g.GroupId,
+		IpPermissions: []types.IpPermission{{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(22), ToPort: aws.Int32(22),
+			IpRanges: []types.IpRange{{CidrIp: aws.String("0.0.0.0/0")}}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &ec2Bench{s: s, c: c, ami: *imgs.Images[0].ImageId, key: key, group: *g.GroupId}
 }
 
 // run launches n instances in one call and returns their ids and addresses.
 func (e *ec2Bench) run(b *testing.B, n int) (ids, ips []string) {
 	out, err := e.c.RunInstances(b.Context(), &ec2.RunInstancesInput{ImageId: aws.String(e.ami),
-		InstanceType: types.InstanceTypeT2Micro, KeyName: aws.String("bench"),
+		InstanceType: types.InstanceTypeT2Micro, KeyName: aws.String("bench"), SecurityGroupIds: []string{e.group},
 		MinCount: aws.Int32(int32(n)), MaxCount: aws.Int32(int32(n))})
 	if err != nil {
 		b.Fatal(err)

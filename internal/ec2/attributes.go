@@ -3,6 +3,7 @@ package ec2
 import (
 	"context"
 	"encoding/base64"
+	"slices"
 
 	"github.com/nubis/nubis/internal/awsproto"
 	"github.com/nubis/nubis/internal/store"
@@ -170,13 +171,12 @@ func (s *Service) modifyInstanceAttribute(ctx context.Context, r *awsproto.Reque
 			return nil, invalidValue("InstanceInitiatedShutdownBehavior", v, "Valid values are stop and terminate.")
 		}
 	}
-	def := s.defaultGroup(r.Caller.AccountID)
-	for _, g := range in.Groups {
-		if g != def.ID {
-			return nil, clientError("InvalidGroup.NotFound", "The security group '%s' does not exist", g)
-		}
-	}
 	err := s.store.Update(ctx, func(tx store.Tx) error {
+		for _, g := range in.Groups {
+			if _, err := s.resolveGroup(tx, r.Caller.AccountID, g, ""); err != nil {
+				return err
+			}
+		}
 		inst, err := s.getInstance(tx, r, in.InstanceID)
 		if err != nil {
 			return err
@@ -209,7 +209,7 @@ func (s *Service) modifyInstanceAttribute(ctx context.Context, r *awsproto.Reque
 			inst.ShutdownBehavior = *in.ShutdownBehavior.Value
 		}
 		if len(in.Groups) > 0 {
-			inst.Groups = in.Groups
+			inst.Groups = slices.Compact(slices.Sorted(slices.Values(in.Groups)))
 		}
 		if in.DryRun {
 			return errDryRun
@@ -218,6 +218,9 @@ func (s *Service) modifyInstanceAttribute(ctx context.Context, r *awsproto.Reque
 	})
 	if err != nil {
 		return nil, err
+	}
+	if len(in.Groups) > 0 {
+		s.groupsChanged(r.Caller.AccountID)
 	}
 	return returnOutput{Return: true}, nil
 }
@@ -282,4 +285,55 @@ func (s *Service) modifyInstanceMetadataOptions(ctx context.Context, r *awsproto
 		return nil, err
 	}
 	return out, nil
+}
+
+type modifyNetworkInterfaceAttributeInput struct {
+	NetworkInterfaceID string      `query:"NetworkInterfaceId"`
+	Groups             []string    `query:"SecurityGroupId"`
+	SourceDestCheck    *boolAttr   `query:"SourceDestCheck"`
+	Description        *stringAttr `query:"Description"`
+	DryRun             bool        `query:"DryRun"`
+}
+
+// modifyNetworkInterfaceAttribute changes the security groups of an instance's (only) network
+// interface, eni-... as DescribeInstances shows it.
+func (s *Service) modifyNetworkInterfaceAttribute(ctx context.Context, r *awsproto.Request, p awsproto.Params) (any, error) {
+	var in modifyNetworkInterfaceAttributeInput
+	if err := p.Decode(&in); err != nil {
+		return nil, err
+	}
+	if in.NetworkInterfaceID == "" {
+		return nil, missingParameter("NetworkInterfaceId")
+	}
+	account := r.Caller.AccountID
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		insts, err := s.listInstancesTx(tx, account)
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(insts, func(x instance) bool {
+			return x.State != stateTerminated && derivedID("eni", x.ID) == in.NetworkInterfaceID
+		})
+		if i < 0 {
+			return clientError("InvalidNetworkInterfaceID.NotFound", "The networkInterface ID '%s' does not exist", in.NetworkInterfaceID)
+		}
+		inst := insts[i]
+		for _, g := range in.Groups {
+			if _, err := s.resolveGroup(tx, account, g, ""); err != nil {
+				return err
+			}
+		}
+		if in.DryRun {
+			return errDryRun
+		}
+		if len(in.Groups) > 0 {
+			inst.Groups = slices.Compact(slices.Sorted(slices.Values(in.Groups)))
+		}
+		return s.putInstance(tx, inst)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.groupsChanged(account)
+	return returnOutput{Return: true}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/nubis/nubis/internal/awsproto"
+	"github.com/nubis/nubis/internal/store"
 )
 
 type instanceState struct {
@@ -148,15 +149,17 @@ type runInstancesOutput struct {
 }
 
 func (s *Service) groupXML(account string, ids []string) awsproto.List[groupIdentifier] {
-	def := s.defaultGroup(account)
 	out := awsproto.List[groupIdentifier]{}
-	for _, id := range ids {
-		name := ""
-		if id == def.ID {
-			name = def.Name
+	s.store.View(context.Background(), func(tx store.Tx) error {
+		for _, id := range ids {
+			g, _, err := s.getGroup(tx, account, id)
+			if err != nil {
+				return err
+			}
+			out = append(out, groupIdentifier{GroupID: id, GroupName: g.Name})
 		}
-		out = append(out, groupIdentifier{GroupID: id, GroupName: name})
-	}
+		return nil
+	})
 	return out
 }
 

@@ -71,9 +71,11 @@ type fleet struct {
 
 	mu      sync.Mutex
 	tracked map[string]*tracked
-	wg      sync.WaitGroup
-	ctx     context.Context
-	cancel  context.CancelFunc
+	// fwMu serialises refreshFirewalls, so that policies are applied in the order computed.
+	fwMu   sync.Mutex
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // tracked is the runtime side of one instance.
@@ -196,6 +198,11 @@ func (f *fleet) spec(ctx context.Context, inst instance) (machine.Spec, error) {
 	if inst.PublicKey != "" {
 		spec.PublicKeys = []string{inst.PublicKey}
 	}
+	pols, err := f.s.policies(ctx, inst.Account)
+	if err != nil {
+		return machine.Spec{}, err
+	}
+	spec.Firewall = pols[inst.ID]
 	return spec, nil
 }
 
@@ -228,6 +235,8 @@ func (f *fleet) bootLocked(t *tracked, first bool) {
 		return
 	}
 	f.attach(t, m)
+	// Its address joins its groups: the instances that allow those groups learn it.
+	f.goDo(func() { f.refreshFirewalls(t.account) })
 	select {
 	case <-m.Ready():
 		f.setState(t.account, t.id, statePending, stateRunning, "", "")
@@ -296,6 +305,7 @@ func (f *fleet) stoppedByItself(t *tracked, exit machine.Exit) {
 		in.TransitionReason = "Client.InstanceInitiatedShutdown"
 		return true
 	})
+	f.refreshFirewalls(t.account)
 }
 
 // shutdown stops a running machine (grace 0: kill at once).
@@ -326,6 +336,7 @@ func (f *fleet) stop(t *tracked, force bool) {
 	}
 	f.shutdown(t, grace)
 	f.setState(t.account, t.id, stateStopping, stateStopped, "Client.UserInitiatedShutdown", "Client.UserInitiatedShutdown: User initiated shutdown")
+	f.refreshFirewalls(t.account)
 }
 
 // terminate ends an instance the API has marked shutting-down, and deletes its disk.
@@ -349,6 +360,7 @@ func (f *fleet) finishTerminate(t *tracked, inst instance) {
 	f.mu.Lock()
 	delete(f.tracked, t.id)
 	f.mu.Unlock()
+	f.refreshFirewalls(t.account)
 	f.collectLayers(context.WithoutCancel(f.ctx))
 }
 

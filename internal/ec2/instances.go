@@ -159,7 +159,16 @@ func (s *Service) putInstance(tx store.Tx, in instance) error {
 
 // listInstances returns every instance of an account in this region.
 func (s *Service) listInstances(ctx context.Context, account string) ([]instance, error) {
-	kvs, err := s.store.List(ctx, "ec2/"+account+"/"+s.region+"/instance/", "", 0)
+	var out []instance
+	err := s.store.View(ctx, func(tx store.Tx) (err error) {
+		out, err = s.listInstancesTx(tx, account)
+		return err
+	})
+	return out, err
+}
+
+func (s *Service) listInstancesTx(tx store.Tx, account string) ([]instance, error) {
+	kvs, err := tx.List("ec2/"+account+"/"+s.region+"/instance/", "", 0)
 	if err != nil {
 		return nil, err
 	}

@@ -105,6 +105,14 @@ func (s *Service) Start(ctx context.Context) error {
 			}
 		}
 	}
+	// The firewalls are rebuilt from the store: whatever changed while nubis was away holds now.
+	accounts := map[string]bool{}
+	for _, inst := range insts {
+		accounts[inst.Account] = true
+	}
+	for a := range accounts {
+		f.refreshFirewalls(a)
+	}
 	f.collectLayers(ctx)
 	f.goDo(f.sweep)
 	return nil

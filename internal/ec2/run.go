@@ -243,20 +243,30 @@ func (s *Service) planRun(ctx context.Context, r *awsproto.Request, in *runInsta
 	if in.Placement != nil && in.Placement.AvailabilityZone != "" && in.Placement.AvailabilityZone != plan.subnet.Zone {
 		return plan, clientError("InvalidParameterValue", "The subnet %s is in %s, not in the requested zone %s.", plan.subnet.ID, plan.subnet.Zone, in.Placement.AvailabilityZone)
 	}
-	def := s.defaultGroup(account)
-	for _, name := range in.SecurityGroups {
-		if name != def.Name {
-			return plan, clientError("InvalidGroup.NotFound", "The security group '%s' does not exist in default VPC '%s'", name, def.VPCID)
+	err = s.store.View(ctx, func(tx store.Tx) error {
+		for _, name := range in.SecurityGroups {
+			g, err := s.resolveGroup(tx, account, "", name)
+			if err != nil {
+				return err
+			}
+			groups = append(groups, g.ID)
 		}
-		groups = append(groups, def.ID)
-	}
-	for _, g := range groups {
-		if g != def.ID {
-			return plan, clientError("InvalidGroup.NotFound", "The security group '%s' does not exist", g)
+		for _, id := range groups {
+			g, err := s.resolveGroup(tx, account, id, "")
+			if err != nil {
+				return err
+			}
+			if g.VPCID != plan.subnet.VPC.ID {
+				return clientError("InvalidParameter", "Security group %s and subnet %s belong to different networks.", g.ID, plan.subnet.ID)
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		return plan, err
 	}
 	if len(groups) == 0 {
-		groups = []string{def.ID}
+		groups = []string{s.defaultGroup(account).ID}
 	}
 	plan.groups = slices.Compact(slices.Sorted(slices.Values(groups)))
 	if privateIP != "" {

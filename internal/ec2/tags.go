@@ -179,6 +179,11 @@ func (s *Service) resourceType(tx store.Tx, r *awsproto.Request, id string) (str
 			return "", err
 		}
 		return "instance", nil
+	case "sg":
+		if _, err := s.resolveGroup(tx, r.Caller.AccountID, id, ""); err != nil {
+			return "", err
+		}
+		return "security-group", nil
 	case "ami":
 		if _, found, err := s.findImage(tx, r.Caller.AccountID, id); err != nil || !found {
 			if err == nil {
@@ -424,6 +429,10 @@ func resourceTypeOf(id string) string {
 		return "instance"
 	case "ami":
 		return "image"
+	case "sg":
+		return "security-group"
+	case "sgr":
+		return "security-group-rule"
 	}
 	return prefix
 }

@@ -2,9 +2,11 @@ package ec2
 
 import (
 	"context"
+	"strconv"
 	"strings"
 
 	"github.com/nubis/nubis/internal/awsproto"
+	"github.com/nubis/nubis/internal/store"
 )
 
 // The read side of the default VPC, its subnets and its default security group. Creating VPCs,
@@ -62,11 +64,14 @@ type ipRange struct {
 }
 
 type groupPair struct {
-	GroupID string `xml:"groupId"`
-	UserID  string `xml:"userId"`
+	Description string `xml:"description,omitempty"`
+	GroupID     string `xml:"groupId"`
+	UserID      string `xml:"userId"`
 }
 
 type ipPermissionXML struct {
+	FromPort    *int                     `xml:"fromPort,omitempty"`
+	ToPort      *int                     `xml:"toPort,omitempty"`
 	IPProtocol  string                   `xml:"ipProtocol"`
 	Groups      awsproto.List[groupPair] `xml:"groups"`
 	IPRanges    awsproto.List[ipRange]   `xml:"ipRanges"`
@@ -82,6 +87,7 @@ type securityGroupXML struct {
 	VpcID         string                         `xml:"vpcId"`
 	IPPermissions awsproto.List[ipPermissionXML] `xml:"ipPermissions"`
 	Egress        awsproto.List[ipPermissionXML] `xml:"ipPermissionsEgress"`
+	Tags          awsproto.List[Tag]             `xml:"tagSet,omitempty"`
 }
 
 type describeVpcsOutput struct {
@@ -228,49 +234,92 @@ func (s *Service) describeSecurityGroups(ctx context.Context, r *awsproto.Reques
 	if err := simpleFilters(in.Filters, "group-id", "group-name", "vpc-id", "description", "owner-id"); err != nil {
 		return nil, err
 	}
-	g := s.defaultGroup(r.Caller.AccountID)
-	for _, id := range in.GroupIDs {
-		if id != g.ID {
-			return nil, clientError("InvalidGroup.NotFound", "The security group '%s' does not exist", id)
+	account := r.Caller.AccountID
+	var groups []secGroup
+	err := s.store.View(ctx, func(tx store.Tx) error {
+		for _, id := range in.GroupIDs {
+			if _, err := s.resolveGroup(tx, account, id, ""); err != nil {
+				return err
+			}
 		}
-	}
-	for _, name := range in.GroupNames {
-		if name != g.Name {
-			return nil, clientError("InvalidGroup.NotFound", "The security group '%s' does not exist in default VPC '%s'", name, g.VPCID)
+		for _, name := range in.GroupNames {
+			if _, err := s.resolveGroup(tx, account, "", name); err != nil {
+				return err
+			}
 		}
+		var err error
+		groups, err = s.listGroups(tx, account)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	if in.DryRun {
 		return nil, errDryRun
 	}
+	tags, err := s.tagsByPrefix(ctx, r, "sg-")
+	if err != nil {
+		return nil, err
+	}
+	wantID, wantName := setOf(in.GroupIDs), setOf(in.GroupNames)
 	out := describeSecurityGroupsOutput{Groups: awsproto.List[securityGroupXML]{}}
-	ok := matchFilters(in.Filters, func(name string) []string {
-		switch name {
-		case "group-id":
-			return []string{g.ID}
-		case "group-name":
-			return []string{g.Name}
-		case "vpc-id":
-			return []string{g.VPCID}
-		case "description":
-			return []string{g.Description}
-		case "owner-id":
-			return []string{r.Caller.AccountID}
+	for _, g := range groups {
+		if len(wantID) > 0 && !wantID[g.ID] || len(wantName) > 0 && !wantName[g.Name] {
+			continue
 		}
-		return nil
-	})
-	if ok {
-		// The default group's rules as AWS creates them: inbound from its own members, all outbound.
-		empty := func() ipPermissionXML {
-			return ipPermissionXML{IPProtocol: "-1", Groups: awsproto.List[groupPair]{}, IPRanges: awsproto.List[ipRange]{},
-				Ipv6Ranges: awsproto.List[ipRange]{}, PrefixLists: awsproto.List[string]{}}
+		tl := tags[g.ID]
+		ok := matchFilters(in.Filters, func(name string) []string {
+			switch name {
+			case "group-id":
+				return []string{g.ID}
+			case "group-name":
+				return []string{g.Name}
+			case "vpc-id":
+				return []string{g.VPCID}
+			case "description":
+				return []string{g.Description}
+			case "owner-id":
+				return []string{account}
+			case "tag-key":
+				return tl.keys()
+			}
+			if v, found := tl.get(strings.TrimPrefix(name, "tag:")); found {
+				return []string{v}
+			}
+			return nil
+		})
+		if ok {
+			out.Groups = append(out.Groups, securityGroupXML{OwnerID: account, GroupID: g.ID, GroupName: g.Name,
+				Description: g.Description, VpcID: g.VPCID, IPPermissions: permissionsXML(account, g.Ingress),
+				Egress: permissionsXML(account, g.Egress), Tags: tl.xml()})
 		}
-		inbound := empty()
-		inbound.Groups = awsproto.List[groupPair]{{GroupID: g.ID, UserID: r.Caller.AccountID}}
-		outbound := empty()
-		outbound.IPRanges = awsproto.List[ipRange]{{CidrIP: "0.0.0.0/0"}}
-		out.Groups = append(out.Groups, securityGroupXML{OwnerID: r.Caller.AccountID, GroupID: g.ID, GroupName: g.Name,
-			Description: g.Description, VpcID: g.VPCID, IPPermissions: awsproto.List[ipPermissionXML]{inbound},
-			Egress: awsproto.List[ipPermissionXML]{outbound}})
 	}
 	return out, nil
+}
+
+// permissionsXML groups rules as EC2 shows them: one IpPermission per protocol and port range,
+// with its CIDRs and groups.
+func permissionsXML(account string, rules []sgRule) awsproto.List[ipPermissionXML] {
+	out := awsproto.List[ipPermissionXML]{}
+	index := map[[3]string]int{}
+	for _, rule := range rules {
+		k := [3]string{rule.Protocol, strconv.Itoa(rule.FromPort), strconv.Itoa(rule.ToPort)}
+		i, ok := index[k]
+		if !ok {
+			x := ipPermissionXML{IPProtocol: rule.Protocol, Groups: awsproto.List[groupPair]{}, IPRanges: awsproto.List[ipRange]{},
+				Ipv6Ranges: awsproto.List[ipRange]{}, PrefixLists: awsproto.List[string]{}}
+			if rule.Protocol != "-1" {
+				x.FromPort, x.ToPort = &rule.FromPort, &rule.ToPort
+			}
+			out = append(out, x)
+			i = len(out) - 1
+			index[k] = i
+		}
+		if rule.CIDR != "" {
+			out[i].IPRanges = append(out[i].IPRanges, ipRange{CidrIP: rule.CIDR, Description: rule.Description})
+		} else {
+			out[i].Groups = append(out[i].Groups, groupPair{GroupID: rule.Group, UserID: account, Description: rule.Description})
+		}
+	}
+	return out
 }

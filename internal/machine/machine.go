@@ -14,6 +14,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/nubis/nubis/internal/firewall"
 )
 
 // Driver boots and removes machines. Implementations are safe for concurrent use.
@@ -67,6 +69,8 @@ type Machine interface {
 	Listen(ctx context.Context, network, addr string) (net.Listener, error)
 	// Stats reads the machine's resource use.
 	Stats(ctx context.Context) (Stats, error)
+	// ApplyFirewall makes the machine's network enforce p (its security groups) from now on.
+	ApplyFirewall(ctx context.Context, p firewall.Policy) error
 }
 
 // Exit is how a machine stopped.
@@ -114,6 +118,8 @@ type Spec struct {
 	PublicKeys []string
 	// UserData runs once per instance at first boot (a script or #cloud-config), if set.
 	UserData []byte
+	// Firewall is enforced on the machine's network from before it starts.
+	Firewall firewall.Policy
 }
 
 // Network is a machine's link to its VPC.

@@ -37,6 +37,9 @@ func launchOne(t *testing.T, s *servertest.Server, c *ec2.Client, in *ec2.RunIns
 	if in.MinCount == nil {
 		in.MinCount, in.MaxCount = aws.Int32(1), aws.Int32(1)
 	}
+	if in.SecurityGroupIds == nil {
+		in.SecurityGroupIds = []string{sshGroup(t, c)}
+	}
 	out, err := c.RunInstances(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)

@@ -59,6 +59,33 @@ func keyFile(t *testing.T, c *ec2.Client, name string) string {
 	return path
 }
 
+// sshGroup creates (once per server) a security group that lets SSH in from anywhere, as the
+// console's launch wizard makes one: without it the default group refuses the host.
+func sshGroup(t *testing.T, c *ec2.Client) string {
+	t.Helper()
+	ctx := context.Background()
+	got, err := c.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{
+		Filters: []types.Filter{{Name: aws.String("group-name"), Values: []string{"launch-wizard-1"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.SecurityGroups) == 1 {
+		return *got.SecurityGroups[0].GroupId
+	}
+	g, err := c.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{GroupName: aws.String("launch-wizard-1"),
+		Description: aws.String("SSH from anywhere")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: g.GroupId,
+		IpPermissions: []types.IpPermission{{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(22), ToPort: aws.Int32(22),
+			IpRanges: []types.IpRange{{CidrIp: aws.String("0.0.0.0/0")}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *g.GroupId
+}
+
 // sshRun runs a command on an instance with the real ssh client.
 func sshRun(t *testing.T, key, ip, command string) (string, error) {
 	t.Helper()
@@ -129,7 +156,7 @@ func TestInstanceLifecycle(t *testing.T) {
 	key := keyFile(t, c, "lifecycle")
 	userData := "#!/bin/bash\necho ran >> /var/tmp/user-data-runs\necho hello from user data\n"
 	run, err := c.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(ami), InstanceType: types.InstanceTypeT2Micro,
-		KeyName: aws.String("lifecycle"), MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+		KeyName: aws.String("lifecycle"), MinCount: aws.Int32(1), MaxCount: aws.Int32(1), SecurityGroupIds: []string{sshGroup(t, c)},
 		UserData: aws.String(base64.StdEncoding.EncodeToString([]byte(userData))),
 		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeInstance,
 			Tags: []types.Tag{{Key: aws.String("Name"), Value: aws.String("web")}}}}})

@@ -70,8 +70,17 @@ func launch(t *testing.T, c cli, dataDir, imageName, keyName string, extra ...st
 	if !strings.HasPrefix(ami, "ami-") {
 		t.Fatalf("image %s: %q", imageName, ami)
 	}
+	group := strings.TrimSpace(c.ok("ec2", "describe-security-groups", "--filters", "Name=group-name,Values=ssh",
+		"--query", "SecurityGroups[0].GroupId", "--output", "text"))
+	if group == "None" {
+		// The console's "Allow SSH traffic from anywhere", by hand.
+		group = strings.TrimSpace(c.ok("ec2", "create-security-group", "--group-name", "ssh", "--description", "SSH",
+			"--query", "GroupId", "--output", "text"))
+		c.ok("ec2", "authorize-security-group-ingress", "--group-id", group, "--protocol", "tcp", "--port", "22", "--cidr", "0.0.0.0/0")
+	}
 	args := append([]string{"ec2", "run-instances", "--image-id", ami, "--instance-type", "t2.micro",
-		"--key-name", keyName, "--count", "1", "--query", "Instances[0].InstanceId", "--output", "text"}, extra...)
+		"--key-name", keyName, "--security-group-ids", group, "--count", "1",
+		"--query", "Instances[0].InstanceId", "--output", "text"}, extra...)
 	id = strings.TrimSpace(c.ok(args...))
 	t.Cleanup(func() { removeInstance(dataDir, id) })
 	c.ok("ec2", "wait", "instance-running", "--instance-ids", id)

@@ -38,6 +38,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nubis/nubis/internal/errdefs"
+	"github.com/nubis/nubis/internal/firewall"
 	"github.com/nubis/nubis/internal/guestinit"
 	"github.com/nubis/nubis/internal/machine"
 	"github.com/nubis/nubis/internal/netns"
@@ -215,6 +216,10 @@ func (d *Driver) Boot(ctx context.Context, spec machine.Spec) (machine.Machine, 
 		return nil, fmt.Errorf("machine %s: %w", id, err)
 	}
 	rev.Add(func() { network.Detach(context.WithoutCancel(ctx), hostIf) })
+	// Its security groups hold from the first packet.
+	if err := firewall.Apply(ctx, ns.Path(), spec.Firewall); err != nil {
+		return nil, fmt.Errorf("machine %s: %w", id, err)
+	}
 	rec.NetNS, rec.HostIf, rec.Network = ns.Path(), hostIf, n
 	if err := d.writeRecord(id, rec); err != nil {
 		return nil, err

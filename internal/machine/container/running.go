@@ -3,7 +3,6 @@ package container
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nubis/nubis/internal/firewall"
 	"github.com/nubis/nubis/internal/guestinit"
 	"github.com/nubis/nubis/internal/machine"
 	"github.com/nubis/nubis/internal/netns"
@@ -195,6 +195,13 @@ func (m *running) Listen(ctx context.Context, network, addr string) (net.Listene
 	return m.ns.Listen(ctx, network, addr)
 }
 
+func (m *running) ApplyFirewall(ctx context.Context, p firewall.Policy) error {
+	if err := firewall.Apply(ctx, m.ns.Path(), p); err != nil {
+		return fmt.Errorf("machine %s: %w", m.id, err)
+	}
+	return nil
+}
+
 func (m *running) Stats(ctx context.Context) (machine.Stats, error) {
 	st, err := m.sb.Stats(ctx)
 	if err != nil {
@@ -202,5 +209,3 @@ func (m *running) Stats(ctx context.Context) (machine.Stats, error) {
 	}
 	return machine.Stats{MemoryUsageBytes: st.MemoryUsageBytes, MemoryLimitBytes: st.MemoryLimitBytes, Pids: st.Pids}, nil
 }
-
-var _ = errors.Is
