@@ -43,6 +43,9 @@ func Clear(ctx context.Context, nsPath string) error {
 
 // load runs `nft -f -` with rules on stdin inside the namespace, serialised per namespace.
 func load(ctx context.Context, nsPath string, rules string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("firewall for %s: %w", nsPath, err)
+	}
 	unlock, err := locks.lock(ctx, filepath.Clean(nsPath))
 	if err != nil {
 		return fmt.Errorf("firewall for %s: %w", nsPath, err)
@@ -62,11 +65,12 @@ func load(ctx context.Context, nsPath string, rules string) error {
 // calls Start, so with that goroutine locked the child is born inside the namespace. (That is
 // also why netns.NS.Do plus exec would work; it is not used because it needs a netns.NS, and
 // netns.Open hands out one whose Close unpins the namespace, which is not ours to do.) The
-// alternatives are slower or closed: `nsenter --net=PATH nft` costs a second exec, about a
-// third of an Apply's time (see TestApplyTiming), and syscall.SysProcAttr has no field for a
-// namespace to join. Only Start runs on the switched thread, which is switched back right after;
-// if that fails it stays locked, so that the Go runtime ends it with its goroutine instead of
-// running other goroutines in the wrong namespace.
+// alternatives are slower or closed: `nsenter --net=PATH nft` costs a second exec (1-3 ms of
+// the 10-20 ms an Apply takes, see TestApplyTiming; most of the rest is nft itself, whose
+// netlink socket takes ~10 ms to close in the kernel after the transaction is committed), and
+// syscall.SysProcAttr has no field for a namespace to join. Only Start runs on the switched
+// thread, which is switched back right after; if that fails it stays locked, so that the Go
+// runtime ends it with its goroutine instead of running other goroutines in the wrong namespace.
 func runNft(ctx context.Context, nsPath, rules string) error {
 	bin, err := nftPath()
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,6 +166,8 @@ func expect(t *testing.T, what string, ns *netns.NS, addr, want string) {
 	}
 }
 
+var pingID atomic.Uint32
+
 // ping sends one ICMP echo request from ns to dst and reports whether a reply came back.
 func ping(t *testing.T, ns *netns.NS, dst netip.Addr) bool {
 	t.Helper()
@@ -178,7 +181,8 @@ func ping(t *testing.T, ns *netns.NS, dst netip.Addr) bool {
 		t.Fatalf("icmp socket: %v", err)
 	}
 	defer c.Close()
-	id := os.Getpid() & 0xffff
+	// A new id each time: a repeated one would be the same conntrack flow, still established.
+	id := int(pingID.Add(1)) & 0xffff
 	msg := []byte{8, 0, 0, 0, byte(id >> 8), byte(id), 0, 1, 'n', 'u', 'b', 'i', 's'}
 	sum := 0
 	for i := 0; i+1 < len(msg); i += 2 {
