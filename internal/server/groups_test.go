@@ -73,7 +73,7 @@ func TestSecurityGroupsEnforced(t *testing.T) {
 		SecurityGroupIds: []string{*web.GroupId}})
 	ip := *inst.PublicIpAddress
 	// The host reaches the instance from its address on the VPC's bridge: the subnet's gateway.
-	myIP := netip.MustParsePrefix(ip + "/20").Masked().Addr().Next().String() + "/32"
+	myIP := netip.MustParsePrefix(ip+"/20").Masked().Addr().Next().String() + "/32"
 
 	// "Another IP": a namespace of its own on the same VPC bridge.
 	nsDir := t.TempDir()
