@@ -69,6 +69,8 @@ type networkInterfaceXML struct {
 	Groups             awsproto.List[groupIdentifier] `xml:"groupSet"`
 	Attachment         struct {
 		AttachmentID        string `xml:"attachmentId"`
+		InstanceID          string `xml:"instanceId,omitempty"`
+		InstanceOwnerID     string `xml:"instanceOwnerId,omitempty"`
 		DeviceIndex         int    `xml:"deviceIndex"`
 		Status              string `xml:"status"`
 		AttachTime          string `xml:"attachTime"`

@@ -187,7 +187,14 @@ func (f *fleet) spec(ctx context.Context, inst instance) (machine.Spec, error) {
 		return machine.Spec{}, err
 	}
 	var gws []netip.Prefix
-	for _, other := range f.s.defaultSubnets(inst.Account) {
+	var siblings []subnet
+	if err := f.s.store.View(ctx, func(tx store.Tx) (err error) {
+		siblings, err = f.s.vpcSubnets(tx, inst.Account, sn.VPC.ID)
+		return err
+	}); err != nil {
+		return machine.Spec{}, err
+	}
+	for _, other := range siblings {
 		gws = append(gws, netip.PrefixFrom(gatewayOf(other.CIDR), other.CIDR.Bits()))
 	}
 	spec := machine.Spec{ID: inst.ID, Image: layers, DiskGiB: inst.RootGiB, CPUs: float64(it.VCPUs),

@@ -64,9 +64,15 @@ func (s *Service) sgNameKey(account, vpcID, name string) string {
 	return "ec2/" + account + "/" + s.region + "/sg-name/" + vpcID + "/" + name
 }
 
-// defaultGroupRecord is the default group as AWS creates it.
+// defaultGroupRecord is the default group of the default VPC as AWS creates it.
 func (s *Service) defaultGroupRecord(account string) secGroup {
-	g := s.defaultGroup(account)
+	return s.defaultGroupRecordOf(account, s.defaultVPC(account).ID)
+}
+
+// defaultGroupRecordOf is a VPC's default group as AWS creates it: inbound from its own
+// members, all outbound.
+func (s *Service) defaultGroupRecordOf(account, vpcID string) secGroup {
+	g := s.defaultGroupOf(account, vpcID)
 	return secGroup{ID: g.ID, Name: g.Name, Description: g.Description, VPCID: g.VPCID, Account: account,
 		Ingress: []sgRule{{ID: derivedID("sgr", g.ID, "in"), Protocol: "-1", FromPort: -1, ToPort: -1, Group: g.ID}},
 		Egress:  []sgRule{{ID: derivedID("sgr", g.ID, "out"), Protocol: "-1", FromPort: -1, ToPort: -1, CIDR: "0.0.0.0/0"}}}
@@ -76,8 +82,14 @@ func (s *Service) defaultGroupRecord(account string) secGroup {
 func (s *Service) getGroup(tx store.Tx, account, id string) (secGroup, bool, error) {
 	kv, err := tx.Get(s.sgKey(account, id))
 	if errors.Is(err, store.ErrNotFound) {
-		if id == s.defaultGroup(account).ID {
-			return s.defaultGroupRecord(account), true, nil
+		vpcs, err := s.vpcs(tx, account)
+		if err != nil {
+			return secGroup{}, false, err
+		}
+		for _, v := range vpcs {
+			if id == s.defaultGroupOf(account, v.ID).ID {
+				return s.defaultGroupRecordOf(account, v.ID), true, nil
+			}
 		}
 		return secGroup{}, false, nil
 	}
@@ -94,19 +106,24 @@ func (s *Service) listGroups(tx store.Tx, account string) ([]secGroup, error) {
 	if err != nil {
 		return nil, err
 	}
-	def := s.defaultGroup(account).ID
 	out := []secGroup{}
-	haveDefault := false
+	stored := map[string]bool{}
 	for _, kv := range kvs {
 		var g secGroup
 		if err := json.Unmarshal(kv.Value, &g); err != nil {
 			return nil, fmt.Errorf("security group %s: %w", kv.Key, err)
 		}
-		haveDefault = haveDefault || g.ID == def
+		stored[g.ID] = true
 		out = append(out, g)
 	}
-	if !haveDefault {
-		out = append([]secGroup{s.defaultGroupRecord(account)}, out...)
+	vpcs, err := s.vpcs(tx, account)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vpcs {
+		if def := s.defaultGroupOf(account, v.ID).ID; !stored[def] {
+			out = append(out, s.defaultGroupRecordOf(account, v.ID))
+		}
 	}
 	return out, nil
 }
@@ -201,8 +218,8 @@ func (s *Service) createSecurityGroup(ctx context.Context, r *awsproto.Request, 
 	}
 	account := r.Caller.AccountID
 	vpc := s.defaultVPC(account).ID
-	if in.VpcID != "" && in.VpcID != vpc {
-		return nil, clientError("InvalidVpcID.NotFound", "The vpc ID '%s' does not exist", in.VpcID)
+	if in.VpcID != "" {
+		vpc = in.VpcID
 	}
 	tags, err := tagsFromSpecs(in.TagSpecifications, "security-group")
 	if err != nil {
@@ -215,6 +232,12 @@ func (s *Service) createSecurityGroup(ctx context.Context, r *awsproto.Request, 
 	// AWS gives a new group one rule: all outbound traffic.
 	g.Egress = []sgRule{{ID: newID("sgr"), Protocol: "-1", FromPort: -1, ToPort: -1, CIDR: "0.0.0.0/0"}}
 	err = s.store.Update(ctx, func(tx store.Tx) error {
+		if _, found, err := s.getVPC(tx, account, vpc); err != nil || !found {
+			if err == nil {
+				err = clientError("InvalidVpcID.NotFound", "The vpc ID '%s' does not exist", vpc)
+			}
+			return err
+		}
 		if in.GroupName == "default" {
 			return clientError("InvalidGroup.Reserved", "The security group 'default' is reserved")
 		}
@@ -258,7 +281,7 @@ func (s *Service) deleteSecurityGroup(ctx context.Context, r *awsproto.Request, 
 		if err != nil {
 			return err
 		}
-		if g.ID == s.defaultGroup(account).ID {
+		if g.ID == s.defaultGroupOf(account, g.VPCID).ID {
 			return clientError("CannotDelete", "the specified group: \"%s\" name: \"default\" cannot be deleted by a user", g.ID)
 		}
 		kvs, err := tx.List("ec2/"+account+"/"+s.region+"/instance/", "", 0)

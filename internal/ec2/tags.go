@@ -184,6 +184,22 @@ func (s *Service) resourceType(tx store.Tx, r *awsproto.Request, id string) (str
 			return "", err
 		}
 		return "security-group", nil
+	case "vpc":
+		if _, found, err := s.getVPC(tx, r.Caller.AccountID, id); err != nil || !found {
+			if err == nil {
+				err = clientError("InvalidVpcID.NotFound", "The vpc ID '%s' does not exist", id)
+			}
+			return "", err
+		}
+		return "vpc", nil
+	case "subnet":
+		if _, found, err := s.getSubnet(tx, r.Caller.AccountID, id); err != nil || !found {
+			if err == nil {
+				err = clientError("InvalidSubnetID.NotFound", "The subnet ID '%s' does not exist", id)
+			}
+			return "", err
+		}
+		return "subnet", nil
 	case "ami":
 		if _, found, err := s.findImage(tx, r.Caller.AccountID, id); err != nil || !found {
 			if err == nil {

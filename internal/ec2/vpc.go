@@ -1,27 +1,33 @@
 package ec2
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/netip"
 	"strings"
+
+	"github.com/nubis/nubis/internal/store"
 )
 
 // The default VPC of every account and region, with one default /20 subnet per Availability Zone
 // and its default security group, as AWS creates them. They are derived from the account and
-// region, not stored; creating VPCs of one's own is a later issue.
+// region, not stored (and nubis keeps them: they cannot be deleted). VPCs and subnets of one's
+// own are stored (vpcs.go).
 const defaultVPCCIDR = "172.31.0.0/16"
 
 type vpc struct {
-	ID   string
-	CIDR netip.Prefix
+	ID      string       `json:"id"`
+	CIDR    netip.Prefix `json:"cidr"`
+	Default bool         `json:"-"`
 }
 
 type subnet struct {
-	ID   string
-	VPC  vpc
-	Zone string
-	CIDR netip.Prefix
+	ID      string       `json:"id"`
+	VPC     vpc          `json:"vpc"`
+	Zone    string       `json:"zone"`
+	CIDR    netip.Prefix `json:"cidr"`
+	Default bool         `json:"-"`
 }
 
 type securityGroup struct {
@@ -36,7 +42,7 @@ func derivedID(prefix string, parts ...string) string {
 }
 
 func (s *Service) defaultVPC(account string) vpc {
-	return vpc{ID: derivedID("vpc", account, s.region, "default"), CIDR: netip.MustParsePrefix(defaultVPCCIDR)}
+	return vpc{ID: derivedID("vpc", account, s.region, "default"), CIDR: netip.MustParsePrefix(defaultVPCCIDR), Default: true}
 }
 
 // defaultSubnets are 172.31.0.0/20, 172.31.16.0/20... in zone order.
@@ -45,18 +51,20 @@ func (s *Service) defaultSubnets(account string) []subnet {
 	var out []subnet
 	for i, z := range s.zones() {
 		cidr := netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 31, byte(16 * i), 0}), 20)
-		out = append(out, subnet{ID: derivedID("subnet", account, s.region, z.ZoneName), VPC: v, Zone: z.ZoneName, CIDR: cidr})
+		out = append(out, subnet{ID: derivedID("subnet", account, s.region, z.ZoneName), VPC: v, Zone: z.ZoneName, CIDR: cidr, Default: true})
 	}
 	return out
 }
 
+// findSubnet finds a subnet, default or not (false if there is none or it cannot be read).
 func (s *Service) findSubnet(account, id string) (subnet, bool) {
-	for _, sn := range s.defaultSubnets(account) {
-		if sn.ID == id {
-			return sn, true
-		}
-	}
-	return subnet{}, false
+	var sn subnet
+	var ok bool
+	s.store.View(context.Background(), func(tx store.Tx) (err error) {
+		sn, ok, err = s.getSubnet(tx, account, id)
+		return err
+	})
+	return sn, ok
 }
 
 func (s *Service) subnetInZone(account, zone string) (subnet, bool) {
@@ -69,9 +77,13 @@ func (s *Service) subnetInZone(account, zone string) (subnet, bool) {
 }
 
 func (s *Service) defaultGroup(account string) securityGroup {
-	v := s.defaultVPC(account)
-	return securityGroup{ID: derivedID("sg", account, s.region, v.ID, "default"), Name: "default",
-		Description: "default VPC security group", VPCID: v.ID}
+	return s.defaultGroupOf(account, s.defaultVPC(account).ID)
+}
+
+// defaultGroupOf is the default security group of a VPC, which exists as long as the VPC.
+func (s *Service) defaultGroupOf(account, vpcID string) securityGroup {
+	return securityGroup{ID: derivedID("sg", account, s.region, vpcID, "default"), Name: "default",
+		Description: "default VPC security group", VPCID: vpcID}
 }
 
 // gatewayOf is a subnet's router address: its first host address, as on AWS.

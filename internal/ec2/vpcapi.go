@@ -2,6 +2,7 @@ package ec2
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -44,18 +45,19 @@ type vpcXML struct {
 }
 
 type subnetXML struct {
-	SubnetID                string `xml:"subnetId"`
-	SubnetArn               string `xml:"subnetArn"`
-	State                   string `xml:"state"`
-	VpcID                   string `xml:"vpcId"`
-	OwnerID                 string `xml:"ownerId"`
-	CidrBlock               string `xml:"cidrBlock"`
-	AvailableIPAddressCount int    `xml:"availableIpAddressCount"`
-	AvailabilityZone        string `xml:"availabilityZone"`
-	AvailabilityZoneID      string `xml:"availabilityZoneId"`
-	DefaultForAz            bool   `xml:"defaultForAz"`
-	MapPublicIPOnLaunch     bool   `xml:"mapPublicIpOnLaunch"`
-	AssignIpv6OnCreation    bool   `xml:"assignIpv6AddressOnCreation"`
+	SubnetID                string             `xml:"subnetId"`
+	SubnetArn               string             `xml:"subnetArn"`
+	State                   string             `xml:"state"`
+	VpcID                   string             `xml:"vpcId"`
+	OwnerID                 string             `xml:"ownerId"`
+	CidrBlock               string             `xml:"cidrBlock"`
+	AvailableIPAddressCount int                `xml:"availableIpAddressCount"`
+	AvailabilityZone        string             `xml:"availabilityZone"`
+	AvailabilityZoneID      string             `xml:"availabilityZoneId"`
+	DefaultForAz            bool               `xml:"defaultForAz"`
+	MapPublicIPOnLaunch     bool               `xml:"mapPublicIpOnLaunch"`
+	AssignIpv6OnCreation    bool               `xml:"assignIpv6AddressOnCreation"`
+	Tags                    awsproto.List[Tag] `xml:"tagSet,omitempty"`
 }
 
 type ipRange struct {
@@ -121,37 +123,56 @@ func (s *Service) describeVpcs(ctx context.Context, r *awsproto.Request, p awspr
 	if err := simpleFilters(in.Filters, "vpc-id", "cidr", "cidr-block-association.cidr-block", "is-default", "state", "owner-id"); err != nil {
 		return nil, err
 	}
-	v := s.defaultVPC(r.Caller.AccountID)
+	account := r.Caller.AccountID
+	var vpcs []vpc
+	if err := s.store.View(ctx, func(tx store.Tx) (err error) {
+		vpcs, err = s.vpcs(tx, account)
+		return err
+	}); err != nil {
+		return nil, err
+	}
 	for _, id := range in.VpcIDs {
-		if id != v.ID {
+		if !slices.ContainsFunc(vpcs, func(v vpc) bool { return v.ID == id }) {
 			return nil, clientError("InvalidVpcID.NotFound", "The vpc ID '%s' does not exist", id)
 		}
 	}
 	if in.DryRun {
 		return nil, errDryRun
 	}
+	tags, err := s.tagsByPrefix(ctx, r, "vpc-")
+	if err != nil {
+		return nil, err
+	}
+	want := setOf(in.VpcIDs)
 	out := describeVpcsOutput{Vpcs: awsproto.List[vpcXML]{}}
-	ok := matchFilters(in.Filters, func(name string) []string {
-		switch name {
-		case "vpc-id":
-			return []string{v.ID}
-		case "cidr", "cidr-block-association.cidr-block":
-			return []string{v.CIDR.String()}
-		case "is-default":
-			return []string{"true"}
-		case "state":
-			return []string{"available"}
-		case "owner-id":
-			return []string{r.Caller.AccountID}
+	for _, v := range vpcs {
+		if len(want) > 0 && !want[v.ID] {
+			continue
 		}
-		return nil
-	})
-	if ok {
-		assoc := cidrAssociation{AssociationID: derivedID("vpc-cidr-assoc", v.ID), CidrBlock: v.CIDR.String()}
-		assoc.CidrBlockState.State = "associated"
-		out.Vpcs = append(out.Vpcs, vpcXML{VpcID: v.ID, OwnerID: r.Caller.AccountID, State: "available",
-			CidrBlock: v.CIDR.String(), CidrAssociations: awsproto.List[cidrAssociation]{assoc},
-			DhcpOptionsID: derivedID("dopt", v.ID), InstanceTenancy: "default", IsDefault: true})
+		tl := tags[v.ID]
+		ok := matchFilters(in.Filters, func(name string) []string {
+			switch name {
+			case "vpc-id":
+				return []string{v.ID}
+			case "cidr", "cidr-block-association.cidr-block":
+				return []string{v.CIDR.String()}
+			case "is-default":
+				return []string{strconv.FormatBool(v.Default)}
+			case "state":
+				return []string{"available"}
+			case "owner-id":
+				return []string{account}
+			case "tag-key":
+				return tl.keys()
+			}
+			if val, found := tl.get(strings.TrimPrefix(name, "tag:")); found {
+				return []string{val}
+			}
+			return nil
+		})
+		if ok {
+			out.Vpcs = append(out.Vpcs, s.vpcToXML(account, v, tl))
+		}
 	}
 	return out, nil
 }
@@ -165,24 +186,31 @@ func (s *Service) describeSubnets(ctx context.Context, r *awsproto.Request, p aw
 		"cidr-block", "default-for-az", "state", "owner-id", "map-public-ip-on-launch"); err != nil {
 		return nil, err
 	}
-	subnets := s.defaultSubnets(r.Caller.AccountID)
+	account := r.Caller.AccountID
+	var subnets []subnet
+	var insts []instance
+	if err := s.store.View(ctx, func(tx store.Tx) (err error) {
+		if subnets, err = s.subnets(tx, account); err != nil {
+			return err
+		}
+		insts, err = s.listInstancesTx(tx, account)
+		return err
+	}); err != nil {
+		return nil, err
+	}
 	for _, id := range in.SubnetIDs {
-		if _, ok := s.findSubnet(r.Caller.AccountID, id); !ok {
+		if !slices.ContainsFunc(subnets, func(sn subnet) bool { return sn.ID == id }) {
 			return nil, clientError("InvalidSubnetID.NotFound", "The subnet ID '%s' does not exist", id)
 		}
 	}
 	if in.DryRun {
 		return nil, errDryRun
 	}
-	insts, err := s.listInstances(ctx, r.Caller.AccountID)
+	tags, err := s.tagsByPrefix(ctx, r, "subnet-")
 	if err != nil {
 		return nil, err
 	}
 	want := setOf(in.SubnetIDs)
-	zoneIDs := map[string]string{}
-	for _, z := range s.zones() {
-		zoneIDs[z.ZoneName] = z.ZoneID
-	}
 	out := describeSubnetsOutput{Subnets: awsproto.List[subnetXML]{}}
 	for _, sn := range subnets {
 		if len(want) > 0 && !want[sn.ID] {
@@ -194,6 +222,8 @@ func (s *Service) describeSubnets(ctx context.Context, r *awsproto.Request, p aw
 				free--
 			}
 		}
+		x := s.subnetToXML(account, sn, free, tags[sn.ID])
+		tl := tags[sn.ID]
 		ok := matchFilters(in.Filters, func(name string) []string {
 			switch name {
 			case "subnet-id":
@@ -203,25 +233,26 @@ func (s *Service) describeSubnets(ctx context.Context, r *awsproto.Request, p aw
 			case "availability-zone":
 				return []string{sn.Zone}
 			case "availability-zone-id":
-				return []string{zoneIDs[sn.Zone]}
+				return []string{x.AvailabilityZoneID}
 			case "cidr-block":
 				return []string{sn.CIDR.String()}
 			case "default-for-az", "map-public-ip-on-launch":
-				return []string{"true"}
+				return []string{strconv.FormatBool(sn.Default)}
 			case "state":
 				return []string{"available"}
 			case "owner-id":
-				return []string{r.Caller.AccountID}
+				return []string{account}
+			case "tag-key":
+				return tl.keys()
+			}
+			if val, found := tl.get(strings.TrimPrefix(name, "tag:")); found {
+				return []string{val}
 			}
 			return nil
 		})
-		if !ok {
-			continue
+		if ok {
+			out.Subnets = append(out.Subnets, x)
 		}
-		out.Subnets = append(out.Subnets, subnetXML{SubnetID: sn.ID,
-			SubnetArn: "arn:aws:ec2:" + s.region + ":" + r.Caller.AccountID + ":subnet/" + sn.ID, State: "available",
-			VpcID: sn.VPC.ID, OwnerID: r.Caller.AccountID, CidrBlock: sn.CIDR.String(), AvailableIPAddressCount: free,
-			AvailabilityZone: sn.Zone, AvailabilityZoneID: zoneIDs[sn.Zone], DefaultForAz: true, MapPublicIPOnLaunch: true})
 	}
 	return out, nil
 }
