@@ -329,7 +329,8 @@ func machineDriver(ctx context.Context, cfg Config) (machine.Driver, string) {
 	sum := sha256.Sum256([]byte(cfg.DataDir))
 	drv, err := container.New(container.Config{Dir: filepath.Join(dir, "machines"), Sandboxes: sb,
 		NetNSDir: filepath.Join("/run/nubis", "instances-"+hex.EncodeToString(sum[:6])), InitBinary: cfg.InitBinary,
-		Log: cfg.Log.With("component", "instances")})
+		HostTable: "nubis-" + hex.EncodeToString(sum[:6]),
+		Log:       cfg.Log.With("component", "instances")})
 	if err != nil {
 		return nil, err.Error()
 	}

@@ -62,6 +62,9 @@ type Config struct {
 	InitBinary string
 	// PidsLimit limits the processes and threads of one instance; 32768 when 0.
 	PidsLimit int
+	// HostTable names the host's nftables table of this driver (outbound NAT for the VPCs, no
+	// forwarding between them; see network.ApplyHostRules); "nubis" when empty.
+	HostTable string
 	Log       *slog.Logger
 }
 
@@ -92,6 +95,9 @@ func New(cfg Config) (*Driver, error) {
 	}
 	if cfg.PidsLimit == 0 {
 		cfg.PidsLimit = 32768
+	}
+	if cfg.HostTable == "" {
+		cfg.HostTable = "nubis"
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -209,6 +215,9 @@ func (d *Driver) Boot(ctx context.Context, spec machine.Spec) (machine.Machine, 
 	if err := network.EnsureBridge(ctx, network.Bridge{Name: n.Bridge, Gateways: n.Gateways}); err != nil {
 		return nil, fmt.Errorf("machine %s: %w", id, err)
 	}
+	if err := d.hostRules(ctx, network.VPC{Bridge: n.Bridge, CIDR: n.VPC}); err != nil {
+		return nil, fmt.Errorf("machine %s: %w", id, err)
+	}
 	hostIf := network.HostIfName(id)
 	err = network.Attach(ctx, network.Attachment{NetNS: ns.Path(), HostIf: hostIf, Bridge: n.Bridge,
 		MAC: n.MAC, Address: n.Address, Gateway: n.Gateway, OnLink: []netip.Prefix{n.VPC}, Metadata: true})
@@ -321,6 +330,10 @@ func (d *Driver) Attach(ctx context.Context, id string) (machine.Machine, error)
 	// The link should be there; converge in case it is not.
 	n := rec.Network
 	if err := network.EnsureBridge(ctx, network.Bridge{Name: n.Bridge, Gateways: n.Gateways}); err != nil {
+		ns.Close()
+		return nil, fmt.Errorf("machine %s: %w", id, err)
+	}
+	if err := d.hostRules(ctx, network.VPC{Bridge: n.Bridge, CIDR: n.VPC}); err != nil {
 		ns.Close()
 		return nil, fmt.Errorf("machine %s: %w", id, err)
 	}
@@ -542,9 +555,30 @@ func (d *Driver) Release(ctx context.Context, bridges []string) error {
 		return err
 	}
 	var errs []error
+	errs = append(errs, network.RemoveHostRules(ctx, d.cfg.HostTable))
 	for _, b := range bridges {
 		errs = append(errs, network.RemoveBridge(ctx, b))
 	}
 	errs = append(errs, netns.Release(d.cfg.NetNSDir))
 	return errors.Join(errs...)
+}
+
+// hostRules installs the host's rules (NAT out of each VPC, no forwarding between VPCs) for the
+// VPCs of the machines that run, and extra.
+func (d *Driver) hostRules(ctx context.Context, extra network.VPC) error {
+	vpcs := map[string]network.VPC{extra.Bridge: extra}
+	disks, err := d.Disks(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range disks {
+		if rec, err := d.readRecord(id); err == nil && rec.NetNS != "" && rec.Network.Bridge != "" {
+			vpcs[rec.Network.Bridge] = network.VPC{Bridge: rec.Network.Bridge, CIDR: rec.Network.VPC}
+		}
+	}
+	list := make([]network.VPC, 0, len(vpcs))
+	for _, v := range vpcs {
+		list = append(list, v)
+	}
+	return network.ApplyHostRules(ctx, d.cfg.HostTable, list)
 }
