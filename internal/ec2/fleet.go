@@ -235,9 +235,9 @@ func (f *fleet) bootLocked(t *tracked, first bool) {
 		f.log.Error("instance failed to boot", "id", t.id, "err", err)
 		if first {
 			f.machines.DeleteDisk(context.WithoutCancel(f.ctx), t.id)
-			f.setState(t.account, t.id, statePending, stateTerminated, "Server.InternalError", "Server.InternalError: Internal error on launch")
+			f.setState(t.account, t.id, statePending, stateTerminated, "Server.InternalError", "Server.InternalError: Internal error on launch: "+err.Error())
 		} else {
-			f.setState(t.account, t.id, statePending, stateStopped, "Server.InternalError", "Server.InternalError: Internal error on start")
+			f.setState(t.account, t.id, statePending, stateStopped, "Server.InternalError", "Server.InternalError: Internal error on start: "+err.Error())
 		}
 		return
 	}
