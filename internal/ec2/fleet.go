@@ -21,6 +21,7 @@ import (
 	"github.com/nubis/nubis/internal/machine"
 	"github.com/nubis/nubis/internal/network"
 	"github.com/nubis/nubis/internal/store"
+	"github.com/nubis/nubis/internal/volume"
 )
 
 // InstancesConfig lets the service run instances.
@@ -35,6 +36,8 @@ type InstancesConfig struct {
 	TerminatedTTL time.Duration
 	// ImageDir holds the layers of images made on this host (CreateImage, RegisterImage).
 	ImageDir string
+	// Volumes holds the EBS volumes' data.
+	Volumes *volume.Store
 	// StopGrace is how long a stop waits for the instance's processes to end before killing
 	// them (default 3 s; StopInstances with Force kills at once).
 	StopGrace time.Duration
@@ -52,7 +55,7 @@ func (s *Service) EnableInstances(cfg InstancesConfig) {
 		cfg.StopGrace = 3 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s.fleet = &fleet{s: s, machines: cfg.Machines, images: cfg.Images, imageDir: cfg.ImageDir, grace: cfg.StopGrace,
+	s.fleet = &fleet{s: s, machines: cfg.Machines, images: cfg.Images, imageDir: cfg.ImageDir, volumes: cfg.Volumes, grace: cfg.StopGrace,
 		log: s.log.With("part", "instances"), tracked: map[string]*tracked{}, ctx: ctx, cancel: cancel}
 }
 
@@ -66,6 +69,7 @@ type fleet struct {
 	machines machine.Driver
 	images   *image.Builder
 	imageDir string
+	volumes  *volume.Store
 	grace    time.Duration
 	log      *slog.Logger
 
@@ -242,6 +246,7 @@ func (f *fleet) bootLocked(t *tracked, first bool) {
 		return
 	}
 	f.attach(t, m)
+	f.mountVolumes(inst, m)
 	// Its address joins its groups: the instances that allow those groups learn it.
 	f.goDo(func() { f.refreshFirewalls(t.account) })
 	select {
@@ -331,6 +336,7 @@ func (f *fleet) shutdown(t *tracked, grace time.Duration) {
 		f.log.Error("stop instance", "id", t.id, "err", err)
 		f.machines.Cleanup(ctx, t.id)
 	}
+	f.unmountVolumes(t.account, t.id)
 }
 
 // stop stops an instance the API has marked stopping.
@@ -359,6 +365,7 @@ func (f *fleet) terminate(t *tracked) {
 }
 
 func (f *fleet) finishTerminate(t *tracked, inst instance) {
+	f.releaseVolumes(t.account, t.id)
 	// The root volume goes with the instance (volumes that outlive it arrive with EBS).
 	if err := f.machines.DeleteDisk(context.WithoutCancel(f.ctx), t.id); err != nil {
 		f.log.Error("delete instance disk", "id", t.id, "err", err)

@@ -256,12 +256,13 @@ func (s *Service) describeSecurityGroupRules(ctx context.Context, r *awsproto.Re
 		return nil, err
 	}
 	want := setOf(in.RuleIDs)
+	missing := setOf(in.RuleIDs)
 	out := describeRulesOutput{Rules: awsproto.List[ruleXML]{}}
 	for _, x := range all {
 		if len(want) > 0 && !want[x.SecurityGroupRuleID] {
 			continue
 		}
-		delete(want, x.SecurityGroupRuleID)
+		delete(missing, x.SecurityGroupRuleID)
 		ok := matchFilters(in.Filters, func(name string) []string {
 			switch name {
 			case "group-id":
@@ -281,7 +282,7 @@ func (s *Service) describeSecurityGroupRules(ctx context.Context, r *awsproto.Re
 			out.Rules = append(out.Rules, x)
 		}
 	}
-	for id := range want {
+	for id := range missing {
 		return nil, clientError("InvalidSecurityGroupRuleId.NotFound", "The security group rule ID '%s' does not exist", id)
 	}
 	return out, nil

@@ -48,6 +48,7 @@ func (s *Service) describeNetworkInterfaces(ctx context.Context, r *awsproto.Req
 		return nil, err
 	}
 	want := setOf(in.IDs)
+	missing := setOf(in.IDs)
 	out := describeNetworkInterfacesOutput{Interfaces: awsproto.List[interfaceXML]{}}
 	for _, inst := range insts {
 		if inst.State == stateTerminated {
@@ -58,7 +59,7 @@ func (s *Service) describeNetworkInterfaces(ctx context.Context, r *awsproto.Req
 		if len(want) > 0 && !want[ni.NetworkInterfaceID] {
 			continue
 		}
-		delete(want, ni.NetworkInterfaceID)
+		delete(missing, ni.NetworkInterfaceID)
 		ok := matchFilters(in.Filters, func(name string) []string {
 			switch name {
 			case "network-interface-id":
@@ -89,7 +90,7 @@ func (s *Service) describeNetworkInterfaces(ctx context.Context, r *awsproto.Req
 				Tags: awsproto.List[Tag]{}})
 		}
 	}
-	for id := range want {
+	for id := range missing {
 		return nil, clientError("InvalidNetworkInterfaceID.NotFound", "The networkInterface ID '%s' does not exist", id)
 	}
 	return out, nil

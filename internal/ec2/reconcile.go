@@ -113,6 +113,12 @@ func (s *Service) Start(ctx context.Context) error {
 	for a := range accounts {
 		f.refreshFirewalls(a)
 	}
+	if f.volumes != nil {
+		// Loop devices a crash left without a mount, half-made files, frozen snapshots.
+		if err := f.volumes.Cleanup(ctx, nil); err != nil {
+			f.log.Warn("clean up volumes", "err", err)
+		}
+	}
 	f.collectLayers(ctx)
 	f.goDo(f.sweep)
 	return nil

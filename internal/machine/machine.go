@@ -69,6 +69,9 @@ type Machine interface {
 	Listen(ctx context.Context, network, addr string) (net.Listener, error)
 	// Stats reads the machine's resource use.
 	Stats(ctx context.Context) (Stats, error)
+	// VolumeDir returns the host directory onto which a volume attached as device (sdf...) is
+	// mounted for the machine to see it (at /mnt/<device> in a container machine), creating it.
+	VolumeDir(device string) (string, error)
 	// ApplyFirewall makes the machine's network enforce p (its security groups) from now on.
 	ApplyFirewall(ctx context.Context, p firewall.Policy) error
 }

@@ -112,6 +112,9 @@ type Mount struct {
 	Source      string // absolute host path
 	Destination string // absolute path inside the sandbox; must exist in RootFS
 	Writable    bool
+	// Slave makes mounts that the host makes under Source later (Source being a shared mount
+	// point) appear inside too, as with Docker's rslave bind propagation.
+	Slave bool
 }
 
 // Defaults for a zero field of Spec.

@@ -32,6 +32,7 @@ import (
 	"github.com/nubis/nubis/internal/store"
 	"github.com/nubis/nubis/internal/store/sqlite"
 	"github.com/nubis/nubis/internal/sts"
+	"github.com/nubis/nubis/internal/volume"
 )
 
 // Config is how a server is set up.
@@ -175,6 +176,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if drv, why := machineDriver(ctx, cfg); drv != nil {
 		s.ec2.EnableInstances(ec2.InstancesConfig{Machines: drv, MaxInstances: cfg.MaxInstances, TerminatedTTL: cfg.TerminatedTTL,
 			ImageDir: filepath.Join(cfg.DataDir, "instances", "images"),
+			Volumes:  &volume.Store{Dir: filepath.Join(cfg.DataDir, "instances", "volumes"), Log: cfg.Log.With("component", "volumes")},
 			Images:   &image.Builder{CacheDir: cfg.ImageCache, Log: cfg.Log.With("component", "image")}})
 	} else {
 		s.ec2.DisableInstances(why)

@@ -93,8 +93,14 @@ func TestVPCs(t *testing.T) {
 	}
 	waitTerminated(t, c, ids...)
 	for _, op := range []func() error{
-		func() error { _, err := c.DeleteSubnet(ctx, &ec2.DeleteSubnetInput{SubnetId: aws.String(subnetID)}); return err },
-		func() error { _, err := c.DeleteSecurityGroup(ctx, &ec2.DeleteSecurityGroupInput{GroupId: g.GroupId}); return err },
+		func() error {
+			_, err := c.DeleteSubnet(ctx, &ec2.DeleteSubnetInput{SubnetId: aws.String(subnetID)})
+			return err
+		},
+		func() error {
+			_, err := c.DeleteSecurityGroup(ctx, &ec2.DeleteSecurityGroupInput{GroupId: g.GroupId})
+			return err
+		},
 		func() error { _, err := c.DeleteVpc(ctx, &ec2.DeleteVpcInput{VpcId: aws.String(vpcID)}); return err },
 	} {
 		if err := op(); err != nil {

@@ -184,7 +184,7 @@ func (d *Driver) Boot(ctx context.Context, spec machine.Spec) (machine.Machine, 
 				return nil, fmt.Errorf("machine %s: image layer %s: %w", id, layer, errdefs.ErrInvalidArgument)
 			}
 		}
-		for _, sub := range []string{"disk/upper", "disk/work", "rootfs", "guest/state", "state"} {
+		for _, sub := range []string{"disk/upper", "disk/work", "rootfs", "guest/state", "state", "volumes"} {
 			if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 				return nil, fmt.Errorf("machine %s: %w", id, err)
 			}
@@ -234,6 +234,17 @@ func (d *Driver) Boot(ctx context.Context, spec machine.Spec) (machine.Machine, 
 		return nil, err
 	}
 
+	// Where volumes are mounted while it runs: a shared mount point of the host, a read-only
+	// slave of it at /mnt inside; only nubis makes entries in it, so no path in it is the guest's.
+	volumes := filepath.Join(dir, "volumes")
+	if err := os.MkdirAll(volumes, 0o755); err != nil {
+		return nil, fmt.Errorf("machine %s: %w", id, err)
+	}
+	if err := sharedMountPoint(volumes); err != nil {
+		return nil, fmt.Errorf("machine %s: %w", id, err)
+	}
+	rev.Add(func() { unmountTree(volumes) })
+
 	// What the init reads.
 	if err := d.writeGuest(spec); err != nil {
 		return nil, err
@@ -255,6 +266,7 @@ func (d *Driver) Boot(ctx context.Context, spec machine.Spec) (machine.Machine, 
 			{Source: d.cfg.InitBinary, Destination: guestinit.BinaryPath},
 			{Source: filepath.Join(dir, "guest"), Destination: filepath.Dir(guestinit.ConfigPath)},
 			{Source: filepath.Join(dir, "state"), Destination: guestinit.StateDir, Writable: true},
+			{Source: volumes, Destination: "/mnt", Slave: true},
 		},
 		MemoryMB:  spec.MemoryMB,
 		CPUs:      spec.CPUs,
@@ -399,6 +411,7 @@ func (d *Driver) cleanup(ctx context.Context, id string) error {
 			errs = append(errs, unmountRemove(rec.NetNS))
 		}
 	}
+	errs = append(errs, unmountTree(filepath.Join(d.dir(id), "volumes")))
 	errs = append(errs, unmount(filepath.Join(d.dir(id), "rootfs")))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("machine %s: clean up: %w", id, err)
@@ -535,6 +548,69 @@ func unmount(dir string) error {
 		}
 	}
 	return nil
+}
+
+// sharedMountPoint makes dir a mount point of its own (a bind onto itself) with shared
+// propagation, unless it is one already.
+func sharedMountPoint(dir string) error {
+	if isMountPoint(dir) {
+		return nil
+	}
+	if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", dir, err)
+	}
+	if err := unix.Mount("", dir, "", unix.MS_SHARED, ""); err != nil {
+		unix.Unmount(dir, unix.MNT_DETACH)
+		return fmt.Errorf("share %s: %w", dir, err)
+	}
+	return nil
+}
+
+// isMountPoint tells whether dir is a mount point (its device differs from its parent's, or it
+// is a bind of its own directory, which /proc/self/mountinfo shows).
+func isMountPoint(dir string) bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && unescapeMount(f[4]) == dir {
+			return true
+		}
+	}
+	return false
+}
+
+func unescapeMount(s string) string {
+	return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(s)
+}
+
+// unmountTree unmounts what is mounted under dir (volumes), then dir itself; MNT_DETACH so that
+// a busy volume does not keep the instance from stopping (its loop device goes with its last user).
+func unmountTree(dir string) error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var points []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 {
+			if p := unescapeMount(f[4]); p == dir || strings.HasPrefix(p, dir+"/") {
+				points = append(points, p)
+			}
+		}
+	}
+	// Deepest first.
+	slices.SortFunc(points, func(a, b string) int { return len(b) - len(a) })
+	var errs []error
+	for _, p := range slices.Compact(points) {
+		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func unmountRemove(path string) error {

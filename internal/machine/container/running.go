@@ -7,11 +7,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/nubis/nubis/internal/errdefs"
 	"github.com/nubis/nubis/internal/firewall"
 	"github.com/nubis/nubis/internal/guestinit"
 	"github.com/nubis/nubis/internal/machine"
@@ -194,6 +196,22 @@ func (m *running) Listen(ctx context.Context, network, addr string) (net.Listene
 	}
 	return m.ns.Listen(ctx, network, addr)
 }
+
+// VolumeDir returns the directory of the host where a volume attached as device (sdf, xvdg...) is
+// mounted to appear at /mnt/<device> inside, creating it. It is in nubis's own volumes dir, never
+// in the guest's file system, so no symlink of the guest's can redirect the mount.
+func (m *running) VolumeDir(device string) (string, error) {
+	if !deviceRE.MatchString(device) {
+		return "", fmt.Errorf("machine %s: device %q: %w", m.id, device, errdefs.ErrInvalidArgument)
+	}
+	dir := filepath.Join(m.d.dir(m.id), "volumes", device)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("machine %s: volume mount point: %w", m.id, err)
+	}
+	return dir, nil
+}
+
+var deviceRE = regexp.MustCompile(`^(sd|xvd)[b-z]$`)
 
 func (m *running) ApplyFirewall(ctx context.Context, p firewall.Policy) error {
 	if err := firewall.Apply(ctx, m.ns.Path(), p); err != nil {

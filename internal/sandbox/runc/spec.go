@@ -165,6 +165,9 @@ func ociSpec(s sandbox.Spec, cgroupsPath string) *specs.Spec {
 		if m.Writable {
 			opts[3] = "rw"
 		}
+		if m.Slave {
+			opts = append(opts, "rslave")
+		}
 		mounts = append(mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: opts})
 	}
 
@@ -182,7 +185,7 @@ func ociSpec(s sandbox.Spec, cgroupsPath string) *specs.Spec {
 		}
 		nofile = specs.POSIXRlimit{Type: "RLIMIT_NOFILE", Hard: hard, Soft: min(1024, hard)}
 	}
-	return &specs.Spec{
+	spec := &specs.Spec{
 		Version:  specs.Version,
 		Hostname: s.Hostname,
 		Root:     &specs.Root{Path: s.RootFS, Readonly: !s.System},
@@ -221,4 +224,5 @@ func ociSpec(s sandbox.Spec, cgroupsPath string) *specs.Spec {
 			},
 		},
 	}
+	return spec
 }
