@@ -201,7 +201,7 @@ func (f *fleet) spec(ctx context.Context, inst instance) (machine.Spec, error) {
 	for _, other := range siblings {
 		gws = append(gws, netip.PrefixFrom(gatewayOf(other.CIDR), other.CIDR.Bits()))
 	}
-	spec := machine.Spec{ID: inst.ID, Image: layers, DiskGiB: inst.RootGiB, CPUs: float64(it.VCPUs),
+	spec := machine.Spec{ID: inst.ID, Image: layers, DiskGiB: inst.RootGiB, RootVolume: f.rootVolumeOf(ctx, inst), CPUs: float64(it.VCPUs),
 		MemoryMB: int(it.MemoryMiB), Hostname: hostnameOf(inst.PrivateIP), Domain: f.s.dnsDomain(),
 		Network: machine.Network{Bridge: network.BridgeName(inst.VPCID), Gateways: gws,
 			Address: netip.PrefixFrom(addr, sn.CIDR.Bits()), Gateway: gatewayOf(sn.CIDR), VPC: sn.VPC.CIDR, MAC: mac},
@@ -239,6 +239,7 @@ func (f *fleet) bootLocked(t *tracked, first bool) {
 		f.log.Error("instance failed to boot", "id", t.id, "err", err)
 		if first {
 			f.machines.DeleteDisk(context.WithoutCancel(f.ctx), t.id)
+			f.releaseVolumes(t.account, t.id)
 			f.setState(t.account, t.id, statePending, stateTerminated, "Server.InternalError", "Server.InternalError: Internal error on launch: "+err.Error())
 		} else {
 			f.setState(t.account, t.id, statePending, stateStopped, "Server.InternalError", "Server.InternalError: Internal error on start: "+err.Error())

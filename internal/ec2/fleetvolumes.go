@@ -10,6 +10,27 @@ import (
 	"github.com/nubis/nubis/internal/store"
 )
 
+// rootVolumeOf is the volume an instance's root disk is kept on: its root volume if it has a
+// record (instances launched before root volumes existed have none, and keep a plain disk).
+func (f *fleet) rootVolumeOf(ctx context.Context, inst instance) string {
+	if f.volumes == nil || inst.RootVolumeID == "" {
+		return ""
+	}
+	var found bool
+	f.s.store.View(ctx, func(tx store.Tx) error {
+		_, err := f.s.getVolume(tx, inst.Account, inst.RootVolumeID)
+		found = err == nil
+		return nil
+	})
+	if !found {
+		return ""
+	}
+	return inst.RootVolumeID
+}
+
+// isRoot tells whether an attachment is an instance's root device, which its machine mounts.
+func isRoot(a *ebsAttachment) bool { return a != nil && a.Device == "/dev/xvda" }
+
 // attachedVolumes are the volumes attached to an instance.
 func (s *Service) attachedVolumes(ctx context.Context, account, instanceID string) ([]ebsVolume, error) {
 	kvs, err := s.store.List(ctx, "ec2/"+account+"/"+s.region+"/volume/", "", 0)
@@ -81,6 +102,9 @@ func (f *fleet) mountVolumes(inst instance, m machine.Machine) {
 		return
 	}
 	for _, v := range vols {
+		if isRoot(v.Attachment) {
+			continue
+		}
 		if err := f.mountOn(ctx, m, v); err != nil {
 			f.log.Error("mount volume", "id", inst.ID, "volume", v.ID, "err", err)
 		}
@@ -99,6 +123,9 @@ func (f *fleet) unmountVolumes(account, instanceID string) {
 		return
 	}
 	for _, v := range vols {
+		if isRoot(v.Attachment) {
+			continue // the machine's own cleanup unmounts it
+		}
 		if err := f.volumes.Unmount(ctx, v.ID, true); err != nil {
 			f.log.Error("unmount volume", "id", instanceID, "volume", v.ID, "err", err)
 		}

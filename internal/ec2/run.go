@@ -466,6 +466,15 @@ func (s *Service) createInstances(ctx context.Context, r *awsproto.Request, plan
 			if err := putTags(tx, s.tagKey(r, inst.ID), tagList(nil).set(plan.tags)); err != nil {
 				return err
 			}
+			if s.fleet != nil && s.fleet.volumes != nil {
+				// The root volume, an EBS volume like any other (its data is made at first boot).
+				root := ebsVolume{ID: inst.RootVolumeID, Account: inst.Account, SizeGiB: inst.RootGiB, Type: inst.RootVolumeType,
+					Zone: inst.Zone, SnapshotID: derivedID("snap", inst.ImageID), Created: now,
+					Attachment: &ebsAttachment{InstanceID: inst.ID, Device: inst.RootDevice, AttachTime: now, DeleteOnTermination: inst.DeleteOnTermination}}
+				if err := s.putVolume(tx, root); err != nil {
+					return err
+				}
+			}
 			out = append(out, inst)
 		}
 		if token != "" {

@@ -454,6 +454,9 @@ func (s *Service) detachVolume(ctx context.Context, r *awsproto.Request, p awspr
 		if vol.Attachment == nil {
 			return clientError("IncorrectState", "Volume '%s' is in the 'available' state.", vol.ID)
 		}
+		if isRoot(vol.Attachment) {
+			return clientError("OperationNotPermitted", "Volume '%s' is the root volume of instance '%s': nubis does not detach root volumes.", vol.ID, vol.Attachment.InstanceID)
+		}
 		if in.InstanceID != "" && in.InstanceID != vol.Attachment.InstanceID || in.Device != "" && in.Device != vol.Attachment.Device {
 			return clientError("InvalidAttachment.NotFound", "Volume '%s' is not attached to instance '%s' as %s", vol.ID, in.InstanceID, in.Device)
 		}

@@ -108,6 +108,9 @@ type Spec struct {
 	Image []string
 	// DiskGiB is the size of the root disk.
 	DiskGiB int
+	// RootVolume names the volume the root disk is kept on (made at first boot), if the backend
+	// keeps disks on volumes; its size is DiskGiB.
+	RootVolume string
 	// CPUs and MemoryMB are what the machine may use (its instance type's vCPUs and memory).
 	CPUs     float64
 	MemoryMB int

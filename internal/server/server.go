@@ -173,10 +173,11 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.execute = execute.New(execute.Config{APIs: apis, Functions: s.lambda, Region: cfg.Region,
 		Account: s.ident.Account().ID, Verify: s.verifyExecuteAPI, Log: cfg.Log.With("component", "execute-api")})
 	s.ec2 = ec2.New(s.store, cfg.Region, cfg.Log.With("component", "ec2"))
-	if drv, why := machineDriver(ctx, cfg); drv != nil {
+	vols := &volume.Store{Dir: filepath.Join(cfg.DataDir, "instances", "volumes"), Log: cfg.Log.With("component", "volumes")}
+	if drv, why := machineDriver(ctx, cfg, vols); drv != nil {
 		s.ec2.EnableInstances(ec2.InstancesConfig{Machines: drv, MaxInstances: cfg.MaxInstances, TerminatedTTL: cfg.TerminatedTTL,
 			ImageDir: filepath.Join(cfg.DataDir, "instances", "images"),
-			Volumes:  &volume.Store{Dir: filepath.Join(cfg.DataDir, "instances", "volumes"), Log: cfg.Log.With("component", "volumes")},
+			Volumes:  vols,
 			Images:   &image.Builder{CacheDir: cfg.ImageCache, Log: cfg.Log.With("component", "image")}})
 	} else {
 		s.ec2.DisableInstances(why)
@@ -313,7 +314,7 @@ func sandboxDriver(ctx context.Context, cfg Config) (sandbox.Driver, string) {
 
 // machineDriver returns the driver that runs EC2 instances as system containers, or nil and the
 // reason when this host cannot.
-func machineDriver(ctx context.Context, cfg Config) (machine.Driver, string) {
+func machineDriver(ctx context.Context, cfg Config, vols *volume.Store) (machine.Driver, string) {
 	if os.Geteuid() != 0 {
 		return nil, "instances need nubis to run as root"
 	}
@@ -331,8 +332,8 @@ func machineDriver(ctx context.Context, cfg Config) (machine.Driver, string) {
 	sum := sha256.Sum256([]byte(cfg.DataDir))
 	drv, err := container.New(container.Config{Dir: filepath.Join(dir, "machines"), Sandboxes: sb,
 		NetNSDir: filepath.Join("/run/nubis", "instances-"+hex.EncodeToString(sum[:6])), InitBinary: cfg.InitBinary,
-		HostTable: "nubis-" + hex.EncodeToString(sum[:6]),
-		Log:       cfg.Log.With("component", "instances")})
+		HostTable: "nubis-" + hex.EncodeToString(sum[:6]), Volumes: vols,
+		Log: cfg.Log.With("component", "instances")})
 	if err != nil {
 		return nil, err.Error()
 	}

@@ -52,7 +52,20 @@ func TestVolumes(t *testing.T) {
 	far := launchOne(t, s, c, &ec2.RunInstancesInput{ImageId: aws.String(ami), KeyName: aws.String("vol"),
 		Placement: &types.Placement{AvailabilityZone: aws.String("us-east-1c")}})
 
-	_, err := c.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String("us-east-1a"), Size: aws.Int32(0)})
+	// The root volume is an EBS volume too: listed, of its size (8 GiB), enforced.
+	roots, err := c.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{Filters: []types.Filter{
+		{Name: aws.String("attachment.instance-id"), Values: []string{*a.InstanceId}}}})
+	if err != nil || len(roots.Volumes) != 1 || *roots.Volumes[0].Size != 8 || *roots.Volumes[0].Attachments[0].Device != "/dev/xvda" ||
+		!*roots.Volumes[0].Attachments[0].DeleteOnTermination {
+		t.Fatalf("root volume: %v %+v", err, roots.Volumes)
+	}
+	if out := mustSSH(t, key, *a.PublicIpAddress, "df -BG --output=size / | tail -1"); strings.TrimSpace(out) != "8G" {
+		t.Fatalf("root file system size: %q", out)
+	}
+	_, err = c.DetachVolume(ctx, &ec2.DetachVolumeInput{VolumeId: roots.Volumes[0].VolumeId})
+	wantAPIError(t, err, "OperationNotPermitted", 400)
+
+	_, err = c.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String("us-east-1a"), Size: aws.Int32(0)})
 	wantAPIError(t, err, "MissingParameter", 400)
 	_, err = c.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String("us-east-1a"), Size: aws.Int32(20000)})
 	wantAPIError(t, err, "InvalidParameterValue", 400)
@@ -173,7 +186,11 @@ func TestVolumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitTerminated(t, c, ids...)
-	// Volumes outlive their instances (DeleteOnTermination is false for attached volumes).
+	// Root volumes go with their instances; attached volumes outlive them (DeleteOnTermination is
+	// false for them).
+	if _, err := c.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{*roots.Volumes[0].VolumeId}}); err == nil {
+		t.Fatal("the root volume of a terminated instance is still there")
+	}
 	for _, v := range []string{id, *restored.VolumeId} {
 		waitVolume(t, c, v, types.VolumeStateAvailable)
 		if _, err := c.DeleteVolume(ctx, &ec2.DeleteVolumeInput{VolumeId: aws.String(v)}); err != nil {

@@ -45,6 +45,7 @@ import (
 	"github.com/nubis/nubis/internal/network"
 	"github.com/nubis/nubis/internal/sandbox"
 	"github.com/nubis/nubis/internal/sandbox/revert"
+	"github.com/nubis/nubis/internal/volume"
 )
 
 // Config configures a Driver.
@@ -62,6 +63,9 @@ type Config struct {
 	InitBinary string
 	// PidsLimit limits the processes and threads of one instance; 32768 when 0.
 	PidsLimit int
+	// Volumes, when set, holds the machines' root volumes (Spec.RootVolume): a machine's layer
+	// then lives on an ext4 volume of Spec.DiskGiB, so its size is enforced.
+	Volumes *volume.Store
 	// HostTable names the host's nftables table of this driver (outbound NAT for the VPCs, no
 	// forwarding between them; see network.ApplyHostRules); "nubis" when empty.
 	HostTable string
@@ -126,6 +130,9 @@ func (d *Driver) dir(id string) string { return filepath.Join(d.cfg.Dir, id) }
 // record is machine.json.
 type record struct {
 	Image []string `json:"image"` // the lower dirs of the disk, top first
+	// RootVolume is the volume (in Config.Volumes) the disk's layer lives on; empty for a plain
+	// directory.
+	RootVolume string `json:"rootVolume,omitempty"`
 	// While it runs:
 	NetNS   string          `json:"netns,omitempty"`
 	HostIf  string          `json:"hostIf,omitempty"`
@@ -194,11 +201,23 @@ func (d *Driver) Boot(ctx context.Context, spec machine.Spec) (machine.Machine, 
 		}
 		rec = record{Image: spec.Image}
 		rev.Add(func() { os.RemoveAll(dir) })
+		if spec.RootVolume != "" && d.cfg.Volumes != nil {
+			if !d.cfg.Volumes.Exists(spec.RootVolume) {
+				if err := d.cfg.Volumes.Create(ctx, spec.RootVolume, max(spec.DiskGiB, 1)); err != nil {
+					return nil, fmt.Errorf("machine %s: root volume: %w", id, err)
+				}
+			}
+			rec.RootVolume = spec.RootVolume
+		}
 	case err != nil:
 		return nil, err
 	}
 
-	// The disk, mounted.
+	// The disk, mounted: its root volume first, then the overlay.
+	if err := d.mountRootVolume(ctx, id, rec); err != nil {
+		return nil, err
+	}
+	rev.Add(func() { d.unmountRootVolume(context.WithoutCancel(ctx), rec) })
 	rootfs := filepath.Join(dir, "rootfs")
 	if err := mountOverlay(rec.Image, filepath.Join(dir, "disk"), rootfs); err != nil {
 		return nil, fmt.Errorf("machine %s: %w", id, err)
@@ -413,6 +432,7 @@ func (d *Driver) cleanup(ctx context.Context, id string) error {
 	}
 	errs = append(errs, unmountTree(filepath.Join(d.dir(id), "volumes")))
 	errs = append(errs, unmount(filepath.Join(d.dir(id), "rootfs")))
+	errs = append(errs, d.unmountRootVolume(ctx, rec))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("machine %s: clean up: %w", id, err)
 	}
@@ -465,6 +485,19 @@ func (d *Driver) CopyDisk(ctx context.Context, id, dst string) error {
 	if !idRE.MatchString(id) {
 		return fmt.Errorf("machine id %q: %w", id, errdefs.ErrInvalidArgument)
 	}
+	rec, err := d.readRecord(id)
+	if err != nil {
+		return err
+	}
+	// A stopped machine's root volume is mounted for the copy.
+	if rec.RootVolume != "" && d.cfg.Volumes != nil {
+		if _, mounted := d.cfg.Volumes.MountPoint(rec.RootVolume); !mounted {
+			if err := d.mountRootVolume(ctx, id, rec); err != nil {
+				return err
+			}
+			defer d.unmountRootVolume(context.WithoutCancel(ctx), rec)
+		}
+	}
 	src := filepath.Join(d.dir(id), "disk", "upper")
 	if _, err := os.Stat(src); err != nil {
 		return fmt.Errorf("machine %s has no disk: %w", id, errdefs.ErrNotFound)
@@ -509,6 +542,34 @@ func (d *Driver) Console(ctx context.Context, id string, max int) ([]byte, error
 		}
 	}
 	return io.ReadAll(io.LimitReader(f, int64(max)))
+}
+
+// mountRootVolume mounts a machine's root volume at its disk dir and makes sure the layer's
+// directories are on it.
+func (d *Driver) mountRootVolume(ctx context.Context, id string, rec record) error {
+	if rec.RootVolume == "" || d.cfg.Volumes == nil {
+		return nil
+	}
+	disk := filepath.Join(d.dir(id), "disk")
+	if err := os.MkdirAll(disk, 0o755); err != nil {
+		return fmt.Errorf("machine %s: %w", id, err)
+	}
+	if err := d.cfg.Volumes.Mount(ctx, rec.RootVolume, disk); err != nil {
+		return fmt.Errorf("machine %s: root volume: %w", id, err)
+	}
+	for _, sub := range []string{"upper", "work"} {
+		if err := os.MkdirAll(filepath.Join(disk, sub), 0o755); err != nil {
+			return fmt.Errorf("machine %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+func (d *Driver) unmountRootVolume(ctx context.Context, rec record) error {
+	if rec.RootVolume == "" || d.cfg.Volumes == nil {
+		return nil
+	}
+	return d.cfg.Volumes.Unmount(ctx, rec.RootVolume, true)
 }
 
 // mountOverlay mounts the disk (upper over the image's layers) at target, unless it is mounted
