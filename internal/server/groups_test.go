@@ -156,6 +156,26 @@ func TestSecurityGroupsEnforced(t *testing.T) {
 		t.Fatalf("rules: %+v", rules.SecurityGroupRules)
 	}
 
+	// ModifySecurityGroupRules: the 8000 rule becomes an 8001 rule, and 8000 is refused.
+	var rule8000 string
+	for _, r := range rules.SecurityGroupRules {
+		if r.FromPort != nil && *r.FromPort == 8000 {
+			rule8000 = *r.SecurityGroupRuleId
+		}
+	}
+	if _, err := c.ModifySecurityGroupRules(ctx, &ec2.ModifySecurityGroupRulesInput{GroupId: web.GroupId,
+		SecurityGroupRules: []types.SecurityGroupRuleUpdate{{SecurityGroupRuleId: aws.String(rule8000),
+			SecurityGroupRule: &types.SecurityGroupRuleRequest{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(8001), ToPort: aws.Int32(8001), CidrIpv4: aws.String(myIP)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	within(t, time.Second, "port 8000 refused after the rule changed", func() bool { return !reachable(nil, ip+":8000") })
+	if _, err := c.ModifySecurityGroupRules(ctx, &ec2.ModifySecurityGroupRulesInput{GroupId: web.GroupId,
+		SecurityGroupRules: []types.SecurityGroupRuleUpdate{{SecurityGroupRuleId: aws.String(rule8000),
+			SecurityGroupRule: &types.SecurityGroupRuleRequest{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(8000), ToPort: aws.Int32(8000), CidrIpv4: aws.String(myIP)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	within(t, time.Second, "port 8000 allowed again", func() bool { return reachable(nil, ip+":8000") })
+
 	// A restart of nubis: the rules are in the store, and the firewall is rebuilt from it.
 	s.Stop(t)
 	s = servertest.StartConfig(t, server.Config{DataDir: dataDir})
