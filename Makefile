@@ -62,6 +62,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzHandler$$' -fuzztime=$(FUZZTIME) ./internal/imds
 	$(GO) test -run='^$$' -fuzz='^FuzzVerifyToken$$' -fuzztime=$(FUZZTIME) ./internal/imds
 	$(GO) test -run='^$$' -fuzz='^FuzzParseUserData$$' -fuzztime=$(FUZZTIME) ./internal/guestinit
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/mountinfo
 
 # test is the whole suite: what .ci/run runs.
 test: deps vet unit fuzz

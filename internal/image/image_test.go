@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nubis/nubis/internal/mountinfo"
 	"github.com/nubis/nubis/internal/testenv"
 )
 
@@ -98,10 +99,10 @@ func TestHostMirror(t *testing.T) {
 }
 
 func TestUnescapeMountinfo(t *testing.T) {
-	if got := unescapeMountinfo(`/a\040b\134c`); got != `/a b\c` {
+	if got := mountinfo.Unescape(`/a\040b\134c`); got != `/a b\c` {
 		t.Errorf("got %q", got)
 	}
-	if got := unescapeMountinfo(`/x\04`); got != `/x\04` {
+	if got := mountinfo.Unescape(`/x\04`); got != `/x\04` {
 		t.Errorf("got %q", got)
 	}
 }

@@ -1,12 +1,10 @@
 package volume
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"unsafe"
 
@@ -293,86 +291,4 @@ func openMount(point, dev string) (*os.File, error) {
 		return nil, fmt.Errorf("%s is on device %s, not %s", point, got, dev)
 	}
 	return f, nil
-}
-
-// mountEntry is one line of /proc/self/mountinfo.
-type mountEntry struct {
-	id, parent int
-	dev        string // major:minor
-	root       string // the directory of the file system mounted here
-	point      string
-	opts       string // per-mount options (rw,nodev,...)
-	fstype     string
-	source     string
-}
-
-func readMounts() ([]mountEntry, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, fmt.Errorf("read mount table: %w", err)
-	}
-	defer f.Close()
-	var out []mountEntry
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		if m, ok := parseMountinfo(sc.Text()); ok {
-			out = append(out, m)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read mount table: %w", err)
-	}
-	return out, nil
-}
-
-// parseMountinfo parses a line of /proc/self/mountinfo (see proc(5)):
-//
-//	36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
-func parseMountinfo(line string) (mountEntry, bool) {
-	fields := strings.Fields(line)
-	sep := -1
-	for i := 6; i < len(fields); i++ {
-		if fields[i] == "-" {
-			sep = i
-			break
-		}
-	}
-	if sep < 0 || sep+2 >= len(fields) {
-		return mountEntry{}, false
-	}
-	id, err1 := strconv.Atoi(fields[0])
-	parent, err2 := strconv.Atoi(fields[1])
-	if err1 != nil || err2 != nil {
-		return mountEntry{}, false
-	}
-	return mountEntry{
-		id:     id,
-		parent: parent,
-		dev:    fields[2],
-		root:   unescapeMountinfo(fields[3]),
-		point:  unescapeMountinfo(fields[4]),
-		opts:   fields[5],
-		fstype: fields[sep+1],
-		source: unescapeMountinfo(fields[sep+2]),
-	}, true
-}
-
-// unescapeMountinfo undoes the kernel's octal escapes (\040 for a space and so on).
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

@@ -11,21 +11,22 @@ import (
 	"time"
 
 	"github.com/nubis/nubis/internal/errdefs"
+	"github.com/nubis/nubis/internal/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
 // volState is how a volume file is attached now.
 type volState struct {
-	loops  []loopDev    // loop devices bound to the file
-	mounts []mountEntry // mounts, in this mount namespace, of those devices
-	idle   []loopDev    // bound devices nothing uses (leaked): safe to detach
-	busy   bool         // a device is in use without a mount here (lazily unmounted, or another namespace's)
+	loops  []loopDev         // loop devices bound to the file
+	mounts []mountinfo.Mount // mounts, in this mount namespace, of those devices
+	idle   []loopDev         // bound devices nothing uses (leaked): safe to detach
+	busy   bool              // a device is in use without a mount here (lazily unmounted, or another namespace's)
 }
 
 // mountedLoop returns the loop device of the first mount.
 func (st volState) mountedLoop() loopDev {
 	for _, l := range st.loops {
-		if l.dev == st.mounts[0].dev {
+		if l.dev == st.mounts[0].Dev {
 			return l
 		}
 	}
@@ -44,14 +45,14 @@ func (s *Store) state(id string, probe bool) (volState, error) {
 	if len(loops) == 0 {
 		return st, nil
 	}
-	mounts, err := readMounts()
+	mounts, err := mountinfo.Read()
 	if err != nil {
 		return volState{}, err
 	}
 	for _, l := range loops {
 		n := len(st.mounts)
 		for _, m := range mounts {
-			if m.dev == l.dev {
+			if m.Dev == l.dev {
 				st.mounts = append(st.mounts, m)
 			}
 		}
@@ -64,8 +65,8 @@ func (s *Store) state(id string, probe bool) (volState, error) {
 		}
 	}
 	// Mounts of the whole file system first, a bind mount of a directory of it after.
-	slices.SortStableFunc(st.mounts, func(a, b mountEntry) int {
-		return boolInt(a.root != "/") - boolInt(b.root != "/")
+	slices.SortStableFunc(st.mounts, func(a, b mountinfo.Mount) int {
+		return boolInt(a.Root != "/") - boolInt(b.Root != "/")
 	})
 	return st, nil
 }
@@ -104,7 +105,7 @@ func (s *Store) MountPoint(id string) (string, bool) {
 	if err != nil || len(st.mounts) == 0 {
 		return "", false
 	}
-	return st.mounts[0].point, true
+	return st.mounts[0].Point, true
 }
 
 // Mount loop-mounts volume id's ext4 file system at target, an existing directory, with nodev
@@ -134,12 +135,12 @@ func (s *Store) Mount(ctx context.Context, id, target string) error {
 		return err
 	}
 	for _, m := range st.mounts {
-		if m.point == target && m.root == "/" {
+		if m.Point == target && m.Root == "/" {
 			return nil
 		}
 	}
 	if len(st.mounts) > 0 {
-		return fmt.Errorf("mount volume %s at %s: mounted at %s: %w", id, target, st.mounts[0].point, errdefs.ErrConflict)
+		return fmt.Errorf("mount volume %s at %s: mounted at %s: %w", id, target, st.mounts[0].Point, errdefs.ErrConflict)
 	}
 	if st.busy {
 		return fmt.Errorf("mount volume %s at %s: still in use by a lazily unmounted file system: %w", id, target, errdefs.ErrConflict)
@@ -213,7 +214,7 @@ func (s *Store) unmount(ctx context.Context, id string, force bool) error {
 		}
 	}
 	if len(st.mounts) > 0 {
-		return fmt.Errorf("unmount volume %s: still mounted at %s", id, st.mounts[0].point)
+		return fmt.Errorf("unmount volume %s: still mounted at %s", id, st.mounts[0].Point)
 	}
 	if err := detachAll(st.loops); err != nil {
 		return err
@@ -240,28 +241,28 @@ func (s *Store) unmount(ctx context.Context, id string, force bool) error {
 
 // unmountEntry unmounts m. A mount covered by another one at the same place cannot be named by
 // its path without unmounting the one on top, which is not ours: that is ErrConflict.
-func unmountEntry(m mountEntry, force bool) error {
-	mounts, err := readMounts()
+func unmountEntry(m mountinfo.Mount, force bool) error {
+	mounts, err := mountinfo.Read()
 	if err != nil {
 		return err
 	}
 	for _, o := range mounts {
-		if o.parent == m.id && o.point == m.point {
-			return fmt.Errorf("%s is covered by another mount (%s %s): %w", m.point, o.fstype, o.source, errdefs.ErrConflict)
+		if o.Parent == m.ID && o.Point == m.Point {
+			return fmt.Errorf("%s is covered by another mount (%s %s): %w", m.Point, o.FSType, o.Source, errdefs.ErrConflict)
 		}
 	}
-	err = unix.Unmount(m.point, 0)
+	err = unix.Unmount(m.Point, 0)
 	if errors.Is(err, unix.EBUSY) && force {
-		err = unix.Unmount(m.point, unix.MNT_DETACH)
+		err = unix.Unmount(m.Point, unix.MNT_DETACH)
 	}
 	switch {
 	case err == nil, errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
 		// EINVAL, ENOENT: no longer a mount point (gone with a propagated unmount).
 		return nil
 	case errors.Is(err, unix.EBUSY):
-		return fmt.Errorf("%s: %w: %w", m.point, errdefs.ErrConflict, err)
+		return fmt.Errorf("%s: %w: %w", m.Point, errdefs.ErrConflict, err)
 	default:
-		return fmt.Errorf("%s: %w", m.point, err)
+		return fmt.Errorf("%s: %w", m.Point, err)
 	}
 }
 
@@ -305,7 +306,7 @@ func (s *Store) Cleanup(ctx context.Context, keep func(id string) bool) error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	mounts, err := readMounts()
+	mounts, err := mountinfo.Read()
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
@@ -317,9 +318,9 @@ func (s *Store) Cleanup(ctx context.Context, keep func(id string) bool) error {
 		if filepath.Dir(l.backing) == dir && !l.deleted {
 			id, _ = strings.CutSuffix(filepath.Base(l.backing), ".img")
 		}
-		var ms []mountEntry
+		var ms []mountinfo.Mount
 		for _, m := range mounts {
-			if m.dev == l.dev {
+			if m.Dev == l.dev {
 				ms = append(ms, m)
 			}
 		}
@@ -348,8 +349,8 @@ func (s *Store) Cleanup(ctx context.Context, keep func(id string) bool) error {
 			log.Info("unmounted a volume no longer kept", "volume", id, "device", l.path, "file", l.backing)
 		default:
 			for _, m := range ms {
-				if m.root == "/" {
-					if err := thaw(m.point, m.dev); err != nil {
+				if m.Root == "/" {
+					if err := thaw(m.Point, m.Dev); err != nil {
 						errs = append(errs, err)
 					}
 				}

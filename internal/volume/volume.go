@@ -344,7 +344,7 @@ func (s *Store) Snapshot(ctx context.Context, volumeID, snapshotID string) error
 	}
 	err = func() error {
 		if len(st.mounts) > 0 {
-			thaw, err := freeze(st.mounts[0].point, st.mounts[0].dev)
+			thaw, err := freeze(st.mounts[0].Point, st.mounts[0].Dev)
 			if err != nil {
 				return err
 			}
@@ -398,7 +398,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 		return err
 	}
 	if len(st.mounts) > 0 {
-		return fmt.Errorf("delete volume %s: mounted at %s: %w", id, st.mounts[0].point, errdefs.ErrConflict)
+		return fmt.Errorf("delete volume %s: mounted at %s: %w", id, st.mounts[0].Point, errdefs.ErrConflict)
 	}
 	if err := detachAll(st.loops); err != nil {
 		return err
@@ -452,7 +452,7 @@ func (s *Store) Grow(ctx context.Context, id string, sizeGiB int) error {
 			undo()
 			return fmt.Errorf("grow volume %s: %w", id, err)
 		}
-		if err := resizeOnline(m.point, m.dev, int64(sizeGiB)*GiB); err != nil {
+		if err := resizeOnline(m.Point, m.Dev, int64(sizeGiB)*GiB); err != nil {
 			if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOTTY) {
 				// Refused before it began: the file system is as it was.
 				undo()

@@ -73,39 +73,6 @@ func TestInvalidArguments(t *testing.T) {
 	}
 }
 
-func TestParseMountinfo(t *testing.T) {
-	tests := []struct {
-		line string
-		ok   bool
-		want mountEntry
-	}{
-		{
-			line: `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue`,
-			ok:   true,
-			want: mountEntry{id: 36, parent: 35, dev: "98:0", root: "/mnt1", point: "/mnt2", opts: "rw,noatime", fstype: "ext3", source: "/dev/root"},
-		},
-		{
-			line: `610 27 7:3 / /tmp/a\040b rw,nosuid,nodev,relatime shared:300 master:2 - ext4 /dev/loop3 rw,discard`,
-			ok:   true,
-			want: mountEntry{id: 610, parent: 27, dev: "7:3", root: "/", point: "/tmp/a b", opts: "rw,nosuid,nodev,relatime", fstype: "ext4", source: "/dev/loop3"},
-		},
-		{
-			line: `22 27 0:21 / /proc rw,relatime - proc proc rw`,
-			ok:   true,
-			want: mountEntry{id: 22, parent: 27, dev: "0:21", root: "/", point: "/proc", opts: "rw,relatime", fstype: "proc", source: "proc"},
-		},
-		{line: `22 27 0:21 / /proc rw,relatime proc proc rw`},
-		{line: `x 27 0:21 / /proc rw - proc proc rw`},
-		{line: ``},
-	}
-	for _, tt := range tests {
-		got, ok := parseMountinfo(tt.line)
-		if ok != tt.ok || got != tt.want {
-			t.Errorf("parseMountinfo(%q) = %+v, %v; want %+v, %v", tt.line, got, ok, tt.want, tt.ok)
-		}
-	}
-}
-
 // env is a store in a temporary directory, with mount targets beside it; whatever a test leaves
 // mounted or attached there is unmounted and detached when it ends, failed or not.
 type env struct {
@@ -297,7 +264,7 @@ func TestLifecycle(t *testing.T) {
 	if err != nil || len(st2.mounts) != 1 {
 		t.Fatalf("state: %+v, %v", st2, err)
 	}
-	if m := st2.mounts[0]; m.fstype != "ext4" || !strings.Contains(","+m.opts+",", ",nodev,") || !strings.Contains(","+m.opts+",", ",nosuid,") {
+	if m := st2.mounts[0]; m.FSType != "ext4" || !strings.Contains(","+m.Options+",", ",nodev,") || !strings.Contains(","+m.Options+",", ",nosuid,") {
 		t.Errorf("mount %+v: want ext4, nodev, nosuid", m)
 	}
 
@@ -553,7 +520,7 @@ func TestCleanup(t *testing.T) {
 	if err != nil || len(st.mounts) != 1 {
 		t.Fatalf("state: %+v, %v", st, err)
 	}
-	thawKeep, err := freeze(keep, st.mounts[0].dev)
+	thawKeep, err := freeze(keep, st.mounts[0].Dev)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,6 +41,7 @@ import (
 	"github.com/nubis/nubis/internal/firewall"
 	"github.com/nubis/nubis/internal/guestinit"
 	"github.com/nubis/nubis/internal/machine"
+	"github.com/nubis/nubis/internal/mountinfo"
 	"github.com/nubis/nubis/internal/netns"
 	"github.com/nubis/nubis/internal/network"
 	"github.com/nubis/nubis/internal/sandbox"
@@ -627,44 +628,21 @@ func sharedMountPoint(dir string) error {
 	return nil
 }
 
-// isMountPoint tells whether dir is a mount point (its device differs from its parent's, or it
-// is a bind of its own directory, which /proc/self/mountinfo shows).
+// isMountPoint tells whether dir is a mount point.
 func isMountPoint(dir string) bool {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && unescapeMount(f[4]) == dir {
-			return true
-		}
-	}
-	return false
-}
-
-func unescapeMount(s string) string {
-	return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(s)
+	points, err := mountinfo.Under(dir)
+	return err == nil && slices.Contains(points, filepath.Clean(dir))
 }
 
 // unmountTree unmounts what is mounted under dir (volumes), then dir itself; MNT_DETACH so that
 // a busy volume does not keep the instance from stopping (its loop device goes with its last user).
 func unmountTree(dir string) error {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	points, err := mountinfo.Under(dir)
 	if err != nil {
 		return err
 	}
-	var points []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 {
-			if p := unescapeMount(f[4]); p == dir || strings.HasPrefix(p, dir+"/") {
-				points = append(points, p)
-			}
-		}
-	}
 	// Deepest first.
-	slices.SortFunc(points, func(a, b string) int { return len(b) - len(a) })
+	slices.SortStableFunc(points, func(a, b string) int { return len(b) - len(a) })
 	var errs []error
 	for _, p := range slices.Compact(points) {
 		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
