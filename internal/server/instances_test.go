@@ -86,25 +86,13 @@ func sshGroup(t *testing.T, c *ec2.Client) string {
 	return *g.GroupId
 }
 
-// sshRun runs a command on an instance with the real ssh client.
 func sshRun(t *testing.T, key, ip, command string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ssh", "-i", key, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-		"ec2-user@"+ip, command)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return testenv.SSH(key, ip, command)
 }
 
 func mustSSH(t *testing.T, key, ip, command string) string {
 	t.Helper()
-	out, err := sshRun(t, key, ip, command)
-	if err != nil {
-		t.Fatalf("ssh %s %q: %v\n%s", ip, command, err, out)
-	}
-	return out
+	return testenv.MustSSH(t, key, ip, command)
 }
 
 func describeOne(t *testing.T, c *ec2.Client, id string) types.Instance {

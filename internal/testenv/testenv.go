@@ -4,9 +4,12 @@
 package testenv
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // RequireAll reports whether a missing capability fails tests instead of skipping them.
@@ -41,4 +44,26 @@ func LockInstances(t testing.TB) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
+}
+
+// SSH runs command on an instance as ec2-user with the real ssh client and the private key file
+// key, accepting whatever host key the instance has (each instance makes its own), and returns
+// what it printed (stdout and stderr) and how it ended.
+func SSH(key, host, command string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ssh", "-i", key, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+		"ec2-user@"+host, command).CombinedOutput()
+	return string(out), err
+}
+
+// MustSSH is SSH that fails the test when the command does.
+func MustSSH(t testing.TB, key, host, command string) string {
+	t.Helper()
+	out, err := SSH(key, host, command)
+	if err != nil {
+		t.Fatalf("ssh %s %q: %v\n%s", host, command, err, out)
+	}
+	return out
 }

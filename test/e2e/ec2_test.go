@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"net"
 	"net/http"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/nubis/nubis/internal/network"
 	"github.com/nubis/nubis/internal/testenv"
@@ -41,24 +39,11 @@ func needInstances(t *testing.T) {
 	testenv.LockInstances(t)
 }
 
-// ssh runs a command on an instance with the real ssh client and the key pair's .pem.
-func ssh(t *testing.T, key, ip, command string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "ssh", "-i", key, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-		"ec2-user@"+ip, command).CombinedOutput()
-	return string(out), err
-}
+func ssh(t *testing.T, key, ip, command string) (string, error) { return testenv.SSH(key, ip, command) }
 
 func mustSSH(t *testing.T, key, ip, command string) string {
 	t.Helper()
-	out, err := ssh(t, key, ip, command)
-	if err != nil {
-		t.Fatalf("ssh %s %q: %v\n%s", ip, command, err, out)
-	}
-	return out
+	return testenv.MustSSH(t, key, ip, command)
 }
 
 // launch runs one instance of the image named name with the CLI and waits until it runs; it
