@@ -215,10 +215,10 @@ func BenchmarkTwentyInstances(b *testing.B) {
 			}
 		}
 		time.Sleep(3 * time.Second) // idle
-		used := runtime - memAvailable()
-		var own uint64
+		used := int64(runtime) - int64(memAvailable())
+		var own int64
 		for _, id := range ids {
-			own += cgroupMemory(id)
+			own += int64(cgroupMemory(id))
 		}
 		perInstance := float64(used) / fleetSize / (1 << 20)
 		overhead := (float64(used) - float64(own)) / fleetSize / (1 << 20)

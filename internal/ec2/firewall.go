@@ -107,14 +107,26 @@ func (f *fleet) refreshFirewalls(account string) {
 	f.mu.Unlock()
 	for _, t := range ts {
 		t.mu.Lock()
-		m := t.m
+		m, applied := t.m, t.fwApplied
 		t.mu.Unlock()
 		p, ok := pols[t.id]
 		if m == nil || !ok {
 			continue
 		}
+		// Only where the policy changed: an instance joining a group changes only the
+		// policies that name that group as a source.
+		text, err := firewall.Render(p)
+		if err == nil && text == applied {
+			continue
+		}
 		if err := m.ApplyFirewall(ctx, p); err != nil {
 			f.log.Error("apply security groups", "id", t.id, "err", err)
+			continue
 		}
+		t.mu.Lock()
+		if t.m == m {
+			t.fwApplied = text
+		}
+		t.mu.Unlock()
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nubis/nubis/internal/errdefs"
+	"github.com/nubis/nubis/internal/firewall"
 	"github.com/nubis/nubis/internal/image"
 	"github.com/nubis/nubis/internal/machine"
 	"github.com/nubis/nubis/internal/network"
@@ -92,6 +93,8 @@ type tracked struct {
 	m        machine.Machine
 	imds     *http.Server
 	stopping bool // a stop or terminate asked for by the API (or reconciling) is under way
+	// fwApplied is the firewall ruleset last applied to m (empty: unknown, apply again).
+	fwApplied string
 }
 
 func (f *fleet) track(account, id string) *tracked {
@@ -247,6 +250,11 @@ func (f *fleet) bootLocked(t *tracked, first bool) {
 		return
 	}
 	f.attach(t, m)
+	if text, err := firewall.Render(spec.Firewall); err == nil {
+		t.mu.Lock()
+		t.fwApplied = text // Boot applied it
+		t.mu.Unlock()
+	}
 	f.mountVolumes(inst, m)
 	// Its address joins its groups: the instances that allow those groups learn it.
 	f.goDo(func() { f.refreshFirewalls(t.account) })
@@ -266,7 +274,7 @@ func (f *fleet) bootLocked(t *tracked, first bool) {
 // attach takes a running machine into the fleet: serves its metadata and watches for its end.
 func (f *fleet) attach(t *tracked, m machine.Machine) {
 	t.mu.Lock()
-	t.m, t.stopping = m, false
+	t.m, t.stopping, t.fwApplied = m, false, ""
 	t.mu.Unlock()
 	f.serveMetadata(t, m)
 	f.goDo(func() { f.watch(t, m) })
