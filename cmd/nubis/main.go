@@ -102,6 +102,7 @@ func serve(args []string, stderr io.Writer) int {
 	keepWarm := fs.Duration("keep-warm", 10*time.Minute, "how long an idle Lambda execution environment is kept warm")
 	lambdaConcurrency := fs.Int("lambda-concurrency", 1000, "the account's Lambda concurrency limit")
 	maxInstances := fs.Int("max-instances", 32, "the account's limit on EC2 instances that are not terminated")
+	zones := fs.String("zones", "", "comma-separated Availability `zones` of the region (default <region>a,<region>b,<region>c)")
 	logFormat := fs.String("log-format", "text", "log `format`: text or json")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -135,7 +136,8 @@ func serve(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	srv, err := server.New(ctx, server.Config{Listen: *listen, DataDir: *dataDir, Region: *region, Log: log,
-		Runtime: *ociRuntime, KeepWarm: *keepWarm, LambdaConcurrency: *lambdaConcurrency, MaxInstances: *maxInstances})
+		Runtime: *ociRuntime, KeepWarm: *keepWarm, LambdaConcurrency: *lambdaConcurrency, MaxInstances: *maxInstances,
+		Zones: splitList(*zones)})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
@@ -145,6 +147,17 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // regionPattern is the shape of AWS region names (us-east-1, eu-central-2, us-gov-west-1, ...).

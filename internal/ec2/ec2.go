@@ -32,6 +32,7 @@ type Service struct {
 	noFleet       string
 	maxInstances  int
 	terminatedTTL time.Duration
+	zoneNames     []string
 }
 
 // New returns the EC2 service for region, keeping its state in st.

@@ -2,6 +2,8 @@ package ec2
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -133,13 +135,35 @@ type availabilityZone struct {
 	ZoneType           string                `xml:"zoneType"`
 }
 
-// zones returns the server's three Availability Zones, <region>a to <region>c, with AWS-style zone
-// IDs (us-east-1a is use1-az1).
+// SetZones sets the server's Availability Zones: names in its region, such as us-east-1a (at most
+// 16: the default VPC has a /20 subnet per zone). The default is <region>a to <region>c.
+func (s *Service) SetZones(names []string) error {
+	if len(names) == 0 || len(names) > 16 {
+		return fmt.Errorf("zones: give 1 to 16 zones, not %d", len(names))
+	}
+	seen := map[string]bool{}
+	for _, n := range names {
+		letter, ok := strings.CutPrefix(n, s.region)
+		if !ok || len(letter) != 1 || letter[0] < 'a' || letter[0] > 'z' || seen[n] {
+			return fmt.Errorf("zones: %q is not a zone of %s such as %sa (or is given twice)", n, s.region, s.region)
+		}
+		seen[n] = true
+	}
+	s.zoneNames = slices.Clone(names)
+	return nil
+}
+
+// zones returns the server's Availability Zones (by default <region>a to <region>c), with
+// AWS-style zone IDs (us-east-1a is use1-az1).
 func (s *Service) zones() []availabilityZone {
-	out := make([]availabilityZone, 0, 3)
-	for i, letter := range []string{"a", "b", "c"} {
+	names := s.zoneNames
+	if len(names) == 0 {
+		names = []string{s.region + "a", s.region + "b", s.region + "c"}
+	}
+	out := make([]availabilityZone, 0, len(names))
+	for i, name := range names {
 		out = append(out, availabilityZone{State: "available", OptInStatus: "opt-in-not-required",
-			Messages: awsproto.List[string]{}, RegionName: s.region, ZoneName: s.region + letter,
+			Messages: awsproto.List[string]{}, RegionName: s.region, ZoneName: name,
 			ZoneID: zoneIDPrefix(s.region) + "-az" + itoa(i+1), GroupName: s.region, NetworkBorderGroup: s.region,
 			ZoneType: "availability-zone"})
 	}

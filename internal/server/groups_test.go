@@ -199,3 +199,52 @@ func TestSecurityGroupsEnforced(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSecurityGroupSources: a rule whose source is another group lets in exactly that group's
+// instances, and follows the group's membership (ModifyNetworkInterfaceAttribute).
+func TestSecurityGroupSources(t *testing.T) {
+	needInstances(t)
+	s := servertest.StartConfig(t, server.Config{DataDir: t.TempDir()})
+	c := ec2Client(t, s)
+	ctx := context.Background()
+	ami := defaultImage(t, c)
+	key := keyFile(t, c, "src")
+	ssh := sshGroup(t, c)
+	bastion, err := c.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{GroupName: aws.String("bastion"), Description: aws.String("jump hosts")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := c.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{GroupName: aws.String("app"), Description: aws.String("app servers")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: app.GroupId,
+		IpPermissions: []types.IpPermission{{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(22), ToPort: aws.Int32(22),
+			UserIdGroupPairs: []types.UserIdGroupPair{{GroupId: bastion.GroupId}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	x := launchOne(t, s, c, &ec2.RunInstancesInput{ImageId: aws.String(ami), KeyName: aws.String("src"), SecurityGroupIds: []string{ssh, *bastion.GroupId}})
+	y := launchOne(t, s, c, &ec2.RunInstancesInput{ImageId: aws.String(ami), KeyName: aws.String("src"), SecurityGroupIds: []string{*app.GroupId}})
+	z := launchOne(t, s, c, &ec2.RunInstancesInput{ImageId: aws.String(ami), KeyName: aws.String("src"), SecurityGroupIds: []string{ssh}})
+	probe := func(from types.Instance) bool {
+		out, err := sshRun(t, key, *from.PublicIpAddress, "timeout 2 bash -c 'echo > /dev/tcp/"+*y.PrivateIpAddress+"/22' && echo reached")
+		return err == nil && strings.Contains(out, "reached")
+	}
+	if !probe(x) {
+		t.Fatal("a member of bastion cannot reach app")
+	}
+	if probe(z) {
+		t.Fatal("an instance outside bastion reaches app")
+	}
+	// z joins bastion through its network interface: now it gets in too.
+	if _, err := c.ModifyNetworkInterfaceAttribute(ctx, &ec2.ModifyNetworkInterfaceAttributeInput{
+		NetworkInterfaceId: z.NetworkInterfaces[0].NetworkInterfaceId, Groups: []string{ssh, *bastion.GroupId}}); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 5*time.Second, "a new member of bastion reaches app", func() bool { return probe(z) })
+	ids := []string{*x.InstanceId, *y.InstanceId, *z.InstanceId}
+	if _, err := c.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: ids}); err != nil {
+		t.Fatal(err)
+	}
+	waitTerminated(t, c, ids...)
+}

@@ -60,6 +60,8 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// MaxInstances is the account's limit on EC2 instances that are not terminated (default 32).
 	MaxInstances int
+	// Zones are the region's Availability Zones (default <region>a, b and c).
+	Zones []string
 	// TerminatedTTL is how long terminated instances stay visible (default one hour).
 	TerminatedTTL time.Duration
 	// InitBinary is the init of instances (default: this executable, which links it).
@@ -173,6 +175,11 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.execute = execute.New(execute.Config{APIs: apis, Functions: s.lambda, Region: cfg.Region,
 		Account: s.ident.Account().ID, Verify: s.verifyExecuteAPI, Log: cfg.Log.With("component", "execute-api")})
 	s.ec2 = ec2.New(s.store, cfg.Region, cfg.Log.With("component", "ec2"))
+	if len(cfg.Zones) > 0 {
+		if err := s.ec2.SetZones(cfg.Zones); err != nil {
+			return nil, err
+		}
+	}
 	vols := &volume.Store{Dir: filepath.Join(cfg.DataDir, "instances", "volumes"), Log: cfg.Log.With("component", "volumes")}
 	if drv, why := machineDriver(ctx, cfg, vols); drv != nil {
 		s.ec2.EnableInstances(ec2.InstancesConfig{Machines: drv, MaxInstances: cfg.MaxInstances, TerminatedTTL: cfg.TerminatedTTL,

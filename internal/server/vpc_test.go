@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/nubis/nubis/internal/server"
 	"github.com/nubis/nubis/internal/server/servertest"
 )
 
@@ -51,4 +52,22 @@ func TestDefaultVPC(t *testing.T) {
 	wantAPIError(t, err, "InvalidVpcID.NotFound", 400)
 	_, err = c.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{"sg-0123456789abcdef0"}})
 	wantAPIError(t, err, "InvalidGroup.NotFound", 400)
+}
+
+// TestZonesSetting: the zones are a setting; the default VPC has a /20 subnet in each.
+func TestZonesSetting(t *testing.T) {
+	s := servertest.StartConfig(t, server.Config{Zones: []string{"us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"}})
+	c := ec2Client(t, s)
+	ctx := context.Background()
+	zs, err := c.DescribeAvailabilityZones(ctx, &ec2.DescribeAvailabilityZonesInput{})
+	if err != nil || len(zs.AvailabilityZones) != 4 || *zs.AvailabilityZones[3].ZoneName != "us-east-1d" {
+		t.Fatalf("zones: %v %+v", err, zs)
+	}
+	sn, err := c.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{Filters: []types.Filter{{Name: aws.String("availability-zone"), Values: []string{"us-east-1d"}}}})
+	if err != nil || len(sn.Subnets) != 1 || *sn.Subnets[0].CidrBlock != "172.31.48.0/20" {
+		t.Fatalf("subnet of us-east-1d: %v %+v", err, sn)
+	}
+	if _, err := server.New(ctx, server.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", Zones: []string{"eu-west-1a"}}); err == nil {
+		t.Fatal("a zone of another region was accepted")
+	}
 }
