@@ -184,6 +184,16 @@ func (s *Service) resourceType(tx store.Tx, r *awsproto.Request, id string) (str
 			return "", err
 		}
 		return "security-group", nil
+	case "vol":
+		if _, err := s.getVolume(tx, r.Caller.AccountID, id); err != nil {
+			return "", err
+		}
+		return "volume", nil
+	case "snap":
+		if _, err := s.getSnapshot(tx, r.Caller.AccountID, id); err != nil {
+			return "", err
+		}
+		return "snapshot", nil
 	case "vpc":
 		if _, found, err := s.getVPC(tx, r.Caller.AccountID, id); err != nil || !found {
 			if err == nil {
@@ -449,6 +459,10 @@ func resourceTypeOf(id string) string {
 		return "security-group"
 	case "sgr":
 		return "security-group-rule"
+	case "vol":
+		return "volume"
+	case "snap":
+		return "snapshot"
 	}
 	return prefix
 }

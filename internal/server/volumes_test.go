@@ -76,6 +76,13 @@ func TestVolumes(t *testing.T) {
 	}
 	id := *vol.VolumeId
 	waitVolume(t, c, id, types.VolumeStateAvailable)
+	if _, err := c.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{id}, Tags: []types.Tag{{Key: aws.String("Name"), Value: aws.String("data")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{Filters: []types.Filter{{Name: aws.String("tag:Name"), Values: []string{"data"}}}}); err != nil ||
+		len(got.Volumes) != 1 || *got.Volumes[0].VolumeId != id {
+		t.Fatalf("volumes tagged Name=data: %v %+v", err, got)
+	}
 	_, err = c.AttachVolume(ctx, &ec2.AttachVolumeInput{VolumeId: aws.String(id), InstanceId: far.InstanceId, Device: aws.String("/dev/sdf")})
 	wantAPIError(t, err, "InvalidVolume.ZoneMismatch", 400)
 
