@@ -102,7 +102,7 @@ func (e *ec2Bench) run(b *testing.B, n int) (ids, ips []string) {
 func (e *ec2Bench) sshUntil(ip string) error {
 	deadline := time.Now().Add(time.Minute)
 	for {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, "22"), time.Second)
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, "22"), 100*time.Millisecond)
 		if err == nil {
 			c.Close()
 			break

@@ -57,6 +57,9 @@ const (
 	ConfigPath = "/run/nubis/instance.json"
 	// UserDataPath holds the instance's user data, if it has any.
 	UserDataPath = "/run/nubis/user-data"
+	// HostKeysDir may hold SSH host keys nubis made ahead of time for the instance's first boot
+	// (ssh_host_rsa_key and .pub...): the init installs them instead of running ssh-keygen.
+	HostKeysDir = "/run/nubis/hostkeys"
 	// StateDir is a writable host directory where the init reports to nubis.
 	StateDir = "/run/nubis/state"
 	// ReadyFile (in StateDir) is written, as JSON {"boot":N,"time":RFC3339}, once a boot is

@@ -35,9 +35,15 @@ func (b *boot) hostKeys(ctx context.Context) error {
 	}
 	missing := false
 	for _, t := range hostKeyTypes {
-		if _, err := os.Stat(b.path("/etc/ssh/ssh_host_" + t + "_key")); err != nil {
-			missing = true
+		key := "/etc/ssh/ssh_host_" + t + "_key"
+		if _, err := os.Stat(b.path(key)); err == nil {
+			continue
 		}
+		// Keys nubis made ahead of time for this instance, if any (see HostKeysDir).
+		if b.installHostKey(HostKeysDir+"/ssh_host_"+t+"_key", key) {
+			continue
+		}
+		missing = true
 	}
 	if missing {
 		if _, err := os.Stat(b.path(keygenPath)); err != nil {
@@ -63,6 +69,24 @@ func (b *boot) hostKeys(ctx context.Context) error {
 		fmt.Fprint(b.console, block)
 	}
 	return nil
+}
+
+// installHostKey copies a host key pair (private 0600, public 0644, owned by root) from src to
+// dst; false if there is none to copy or the copy failed.
+func (b *boot) installHostKey(src, dst string) bool {
+	priv, err1 := os.ReadFile(b.path(src))
+	pub, err2 := os.ReadFile(b.path(src + ".pub"))
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	if err := os.WriteFile(b.path(dst), priv, 0o600); err != nil {
+		return false
+	}
+	if err := os.WriteFile(b.path(dst+".pub"), pub, 0o644); err != nil {
+		os.Remove(b.path(dst))
+		return false
+	}
+	return true
 }
 
 // hostKeyBlock renders the console block of cloud-init's write-ssh-key-fingerprints for the

@@ -181,8 +181,9 @@ func (d *Driver) Boot(ctx context.Context, spec machine.Spec) (machine.Machine, 
 	rev := revert.New()
 	defer rev.Fail()
 	rec, err := d.readRecord(id)
+	first := errors.Is(err, errdefs.ErrNotFound)
 	switch {
-	case errors.Is(err, errdefs.ErrNotFound):
+	case first:
 		// First boot: the disk.
 		if len(spec.Image) == 0 {
 			return nil, fmt.Errorf("machine %s: no image: %w", id, errdefs.ErrInvalidArgument)
@@ -265,9 +266,19 @@ func (d *Driver) Boot(ctx context.Context, spec machine.Spec) (machine.Machine, 
 	}
 	rev.Add(func() { unmountTree(volumes) })
 
-	// What the init reads.
+	// What the init reads; on the first boot, host keys made ahead of time if there are any.
 	if err := d.writeGuest(spec); err != nil {
 		return nil, err
+	}
+	keys := hostKeysDir(filepath.Join(dir, "guest"))
+	os.RemoveAll(keys) // installed at an earlier boot (or never: the guest made its own)
+	if first {
+		if set, ok := takeHostKeys(); ok {
+			if err := writeHostKeys(keys, spec.Hostname, set); err != nil {
+				d.log.Warn("host keys", "id", id, "err", err)
+				os.RemoveAll(keys)
+			}
+		}
 	}
 	console, err := os.OpenFile(filepath.Join(dir, "console.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
