@@ -301,13 +301,13 @@ func (s *Service) deleteSnapshot(ctx context.Context, r *awsproto.Request, p aws
 		if err := tx.Delete(s.snapshotKey(account, sn.ID)); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		if err := s.fleet.volumes.DeleteSnapshot(ctx, sn.ID); err != nil {
-			return fmt.Errorf("delete snapshot %s: %w", sn.ID, err)
-		}
 		return putTags(tx, s.tagKey(r, sn.ID), nil)
 	})
 	if err != nil {
 		return nil, err
+	}
+	if err := s.fleet.volumes.DeleteSnapshot(ctx, in.SnapshotID); err != nil {
+		s.log.Error("delete snapshot data", "snapshot", in.SnapshotID, "err", err)
 	}
 	return returnOutput{Return: true}, nil
 }

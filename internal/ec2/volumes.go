@@ -510,9 +510,6 @@ func (s *Service) deleteVolume(ctx context.Context, r *awsproto.Request, p awspr
 		if err := s.needVolumes(); err != nil {
 			return err
 		}
-		if err := s.fleet.volumes.Delete(ctx, vol.ID); err != nil {
-			return fmt.Errorf("delete volume %s: %w", vol.ID, err)
-		}
 		if err := tx.Delete(s.volumeKey(account, vol.ID)); err != nil {
 			return err
 		}
@@ -520,6 +517,11 @@ func (s *Service) deleteVolume(ctx context.Context, r *awsproto.Request, p awspr
 	})
 	if err != nil {
 		return nil, err
+	}
+	// The data goes once the record has: a crash in between leaves a file no volume names, which
+	// is only disk space (never a volume without its data).
+	if err := s.fleet.volumes.Delete(ctx, in.VolumeID); err != nil {
+		s.log.Error("delete volume data", "volume", in.VolumeID, "err", err)
 	}
 	return returnOutput{Return: true}, nil
 }
