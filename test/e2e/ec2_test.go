@@ -3,6 +3,7 @@ package e2e
 import (
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -208,4 +209,65 @@ func TestInstancesSurviveSIGKILL(t *testing.T) {
 	if _, err := net.InterfaceByName(network.HostIfName(id)); err == nil {
 		t.Fatalf("network link %s left", network.HostIfName(id))
 	}
+}
+
+// TestEC2NetworkAndVolumesCLI drives security groups and EBS volumes with Debian's aws CLI v2:
+// SSH only from "my IP" (the host's address on the VPC bridge), then a volume made, attached,
+// written, snapshotted and restored.
+func TestEC2NetworkAndVolumesCLI(t *testing.T) {
+	needInstances(t)
+	dataDir := t.TempDir()
+	startServer(t, dataDir)
+	c := cli{t: t, bin: "/usr/bin/aws", env: env(t, dataDir), home: t.TempDir()}
+	key := createKey(t, c, "k")
+	id, ip := launch(t, c, dataDir, "debian-12-amd64-nubis", "k")
+	protectKey(t, key, ip)
+
+	// Replace "SSH from anywhere" by "SSH from my IP".
+	sg := strings.TrimSpace(c.ok("ec2", "describe-instances", "--instance-ids", id,
+		"--query", "Reservations[0].Instances[0].SecurityGroups[0].GroupId", "--output", "text"))
+	myIP := netip.MustParsePrefix(ip+"/20").Masked().Addr().Next().String() + "/32"
+	c.ok("ec2", "authorize-security-group-ingress", "--group-id", sg, "--protocol", "tcp", "--port", "22", "--cidr", myIP)
+	c.ok("ec2", "revoke-security-group-ingress", "--group-id", sg, "--protocol", "tcp", "--port", "22", "--cidr", "0.0.0.0/0")
+	_, errOut, code := c.run("ec2", "revoke-security-group-ingress", "--group-id", sg, "--protocol", "tcp", "--port", "22", "--cidr", "0.0.0.0/0")
+	if code == 0 || !strings.Contains(errOut, "InvalidPermission.NotFound") {
+		t.Fatalf("revoking a rule twice: exit %d %s", code, errOut)
+	}
+	rules := c.ok("ec2", "describe-security-group-rules", "--filters", "Name=group-id,Values="+sg,
+		"--query", "SecurityGroupRules[?IsEgress==`false`].CidrIpv4", "--output", "text")
+	if strings.TrimSpace(rules) != myIP {
+		t.Fatalf("ingress rules: %q", rules)
+	}
+	if out := mustSSH(t, key, ip, "echo still in"); out != "still in\n" {
+		t.Fatalf("ssh from my IP: %q", out)
+	}
+
+	// A volume: created, attached as /dev/sdf (a file system at /mnt/sdf), written, snapshotted,
+	// restored into a new volume attached as /dev/sdg.
+	vol := strings.TrimSpace(c.ok("ec2", "create-volume", "--availability-zone", "us-east-1a", "--size", "2",
+		"--volume-type", "gp3", "--query", "VolumeId", "--output", "text"))
+	c.ok("ec2", "wait", "volume-available", "--volume-ids", vol)
+	c.ok("ec2", "attach-volume", "--volume-id", vol, "--instance-id", id, "--device", "/dev/sdf")
+	c.ok("ec2", "wait", "volume-in-use", "--volume-ids", vol)
+	mustSSH(t, key, ip, "echo results | sudo tee /mnt/sdf/results.txt >/dev/null")
+	snap := strings.TrimSpace(c.ok("ec2", "create-snapshot", "--volume-id", vol, "--description", "results",
+		"--query", "SnapshotId", "--output", "text"))
+	c.ok("ec2", "wait", "snapshot-completed", "--snapshot-ids", snap)
+	restored := strings.TrimSpace(c.ok("ec2", "create-volume", "--availability-zone", "us-east-1a", "--snapshot-id", snap,
+		"--query", "VolumeId", "--output", "text"))
+	c.ok("ec2", "wait", "volume-available", "--volume-ids", restored)
+	c.ok("ec2", "attach-volume", "--volume-id", restored, "--instance-id", id, "--device", "/dev/sdg")
+	if out := mustSSH(t, key, ip, "cat /mnt/sdg/results.txt"); out != "results\n" {
+		t.Fatalf("restored volume: %q", out)
+	}
+	_, errOut, code = c.run("ec2", "delete-volume", "--volume-id", vol)
+	if code == 0 || !strings.Contains(errOut, "VolumeInUse") {
+		t.Fatalf("deleting an attached volume: exit %d %s", code, errOut)
+	}
+	c.ok("ec2", "terminate-instances", "--instance-ids", id)
+	c.ok("ec2", "wait", "instance-terminated", "--instance-ids", id)
+	c.ok("ec2", "wait", "volume-available", "--volume-ids", vol, restored)
+	c.ok("ec2", "delete-volume", "--volume-id", vol)
+	c.ok("ec2", "delete-volume", "--volume-id", restored)
+	c.ok("ec2", "delete-snapshot", "--snapshot-id", snap)
 }
