@@ -260,6 +260,24 @@ func TestEC2NetworkAndVolumesCLI(t *testing.T) {
 	if out := mustSSH(t, key, ip, "cat /mnt/sdg/results.txt"); out != "results\n" {
 		t.Fatalf("restored volume: %q", out)
 	}
+	// Every aws CLI on this machine (Debian's v2, and a v1 earlier on PATH if any) reads them.
+	for name, bin := range awsCLIs(t) {
+		other := cli{t: t, bin: bin, env: c.env, home: t.TempDir()}
+		for _, q := range [][]string{
+			{"describe-instances", "--instance-ids", id, "--query", "Reservations[0].Instances[0].State.Name"},
+			{"describe-volumes", "--volume-ids", vol, "--query", "Volumes[0].Attachments[0].Device"},
+			{"describe-security-groups", "--group-ids", sg, "--query", "SecurityGroups[0].IpPermissions[0].IpRanges[0].CidrIp"},
+			{"describe-snapshots", "--snapshot-ids", snap, "--query", "Snapshots[0].State"},
+			{"describe-subnets", "--filters", "Name=default-for-az,Values=true", "--query", "length(Subnets)"},
+			{"describe-images", "--owners", "self", "--query", "length(Images)"},
+		} {
+			want := map[string]string{"describe-instances": "running", "describe-volumes": "/dev/sdf", "describe-security-groups": myIP,
+				"describe-snapshots": "completed", "describe-subnets": "3", "describe-images": "0"}[q[0]]
+			if got := strings.TrimSpace(other.ok(append([]string{"ec2"}, append(q, "--output", "text")...)...)); got != want {
+				t.Fatalf("%s: aws ec2 %s: %q, want %q", name, q[0], got, want)
+			}
+		}
+	}
 	_, errOut, code = c.run("ec2", "delete-volume", "--volume-id", vol)
 	if code == 0 || !strings.Contains(errOut, "VolumeInUse") {
 		t.Fatalf("deleting an attached volume: exit %d %s", code, errOut)
