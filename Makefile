@@ -63,6 +63,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzVerifyToken$$' -fuzztime=$(FUZZTIME) ./internal/imds
 	$(GO) test -run='^$$' -fuzz='^FuzzParseUserData$$' -fuzztime=$(FUZZTIME) ./internal/guestinit
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/mountinfo
+	$(GO) test -run='^$$' -fuzz='^FuzzHandle$$' -fuzztime=$(FUZZTIME) ./internal/vpcdns
 
 # test is the whole suite: what .ci/run runs.
 test: deps vet unit fuzz

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -95,6 +96,8 @@ type tracked struct {
 	stopping bool // a stop or terminate asked for by the API (or reconciling) is under way
 	// fwApplied is the firewall ruleset last applied to m (empty: unknown, apply again).
 	fwApplied string
+	// dns are the sockets of the VPC resolver served in the machine's network.
+	dns []io.Closer
 }
 
 func (f *fleet) track(account, id string) *tracked {
@@ -206,6 +209,7 @@ func (f *fleet) spec(ctx context.Context, inst instance) (machine.Spec, error) {
 	}
 	spec := machine.Spec{ID: inst.ID, Image: layers, DiskGiB: inst.RootGiB, RootVolume: f.rootVolumeOf(ctx, inst), CPUs: float64(it.VCPUs),
 		MemoryMB: int(it.MemoryMiB), Hostname: hostnameOf(inst.PrivateIP), Domain: f.s.dnsDomain(),
+		Nameserver: network.ResolverAddr.Addr().String(),
 		Network: machine.Network{Bridge: network.BridgeName(inst.VPCID), Gateways: gws,
 			Address: netip.PrefixFrom(addr, sn.CIDR.Bits()), Gateway: gatewayOf(sn.CIDR), VPC: sn.VPC.CIDR, MAC: mac},
 		DefaultUser: "ec2-user", UserData: inst.UserData}
@@ -277,6 +281,7 @@ func (f *fleet) attach(t *tracked, m machine.Machine) {
 	t.m, t.stopping, t.fwApplied = m, false, ""
 	t.mu.Unlock()
 	f.serveMetadata(t, m)
+	f.serveDNS(t, m)
 	f.goDo(func() { f.watch(t, m) })
 }
 
@@ -293,6 +298,10 @@ func (f *fleet) watch(t *tracked, m machine.Machine) {
 		t.imds.Close()
 		t.imds = nil
 	}
+	for _, c := range t.dns {
+		c.Close()
+	}
+	t.dns = nil
 	userStop := t.stopping
 	if t.m == m {
 		t.m = nil
@@ -396,6 +405,9 @@ func (f *fleet) close() {
 		t.mu.Lock()
 		if t.imds != nil {
 			t.imds.Close()
+		}
+		for _, c := range t.dns {
+			c.Close()
 		}
 		t.mu.Unlock()
 	}

@@ -113,6 +113,7 @@ func (b *boot) run(ctx context.Context) {
 	b.step(ctx, "clear state", b.clearState)
 	b.step(ctx, "/run", b.setupRun)
 	b.step(ctx, "hostname", b.writeHostname)
+	b.step(ctx, "resolv.conf", b.writeResolvConf)
 	b.step(ctx, "ssh host keys", func() error { return b.hostKeys(ctx) })
 	b.step(ctx, "default user", b.defaultUser)
 	b.step(ctx, "power commands", b.linkPowerCommands)
@@ -382,4 +383,19 @@ func readLines(path string) ([]string, error) {
 		return nil, nil
 	}
 	return strings.Split(s, "\n"), nil
+}
+
+// writeResolvConf points the resolver at the VPC's DNS server, as EC2's DHCP options do.
+func (b *boot) writeResolvConf() error {
+	if b.cfg.Nameserver == "" {
+		return nil
+	}
+	text := "# Written by nubis-init at every boot: the VPC's DNS resolver.\n"
+	if b.cfg.Domain != "" {
+		text += "search " + b.cfg.Domain + "\n"
+	}
+	text += "nameserver " + b.cfg.Nameserver + "\n"
+	path := b.path("/etc/resolv.conf")
+	os.Remove(path) // a symlink (systemd-resolved's, say) is replaced, not followed
+	return os.WriteFile(path, []byte(text), 0o644)
 }

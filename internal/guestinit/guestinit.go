@@ -81,8 +81,11 @@ type Config struct {
 	// Hostname is the short host name, such as ip-172-31-5-9.
 	Hostname string
 	// Domain is the DNS domain, such as ec2.internal.
-	Domain    string
-	PrivateIP string
+	Domain string
+	// Nameserver is the VPC's DNS resolver (169.254.169.253); when set, /etc/resolv.conf is
+	// written at every boot to use it, with Domain as the search domain (as on EC2).
+	Nameserver string `json:",omitempty"`
+	PrivateIP  string
 	// DefaultUser is the login user, such as ec2-user. If /etc/passwd lacks it, it is created
 	// (home /home/<user>, shell /bin/bash, groups adm and sudo where they exist, sudo without a
 	// password through /etc/sudoers.d/90-cloud-init-users), as cloud-init does.

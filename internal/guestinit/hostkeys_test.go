@@ -48,3 +48,17 @@ func TestHostKeysFromNubis(t *testing.T) {
 		t.Fatalf("console:\n%s", out)
 	}
 }
+
+func TestResolvConf(t *testing.T) {
+	cfg := testConfig
+	cfg.Nameserver = "169.254.169.253"
+	root := newRoot(t, cfg, nil)
+	b := newTestBoot(t, root, &syncBuffer{})
+	if err := b.writeResolvConf(); err != nil {
+		t.Fatal(err)
+	}
+	got := readTestFile(t, filepath.Join(root, "/etc/resolv.conf"))
+	if !strings.Contains(got, "search "+cfg.Domain+"\n") || !strings.HasSuffix(got, "nameserver 169.254.169.253\n") {
+		t.Fatalf("resolv.conf:\n%s", got)
+	}
+}

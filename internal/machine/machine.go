@@ -67,6 +67,8 @@ type Machine interface {
 	// Listen opens a listening socket on the machine's own network (the instance metadata
 	// service at 169.254.169.254:80), served by this process.
 	Listen(ctx context.Context, network, addr string) (net.Listener, error)
+	// ListenPacket is Listen for datagrams (the VPC's DNS resolver at 169.254.169.253:53).
+	ListenPacket(ctx context.Context, network, addr string) (net.PacketConn, error)
 	// Stats reads the machine's resource use.
 	Stats(ctx context.Context) (Stats, error)
 	// VolumeDir returns the host directory onto which a volume attached as device (sdf...) is
@@ -116,6 +118,8 @@ type Spec struct {
 	MemoryMB int
 	// Hostname is the short host name (ip-172-31-5-9), Domain its DNS domain (ec2.internal).
 	Hostname, Domain string
+	// Nameserver is the DNS resolver the machine is told to use (169.254.169.253), if any.
+	Nameserver string
 	// Network is the machine's link to its VPC.
 	Network Network
 	// DefaultUser is the login user the key pair's public key is given to ("ec2-user").

@@ -151,6 +151,20 @@ func (n *NS) Listen(ctx context.Context, network, addr string) (net.Listener, er
 	return l, nil
 }
 
+// ListenPacket opens a packet socket inside the namespace (for example "udp", "169.254.169.253:53").
+func (n *NS) ListenPacket(ctx context.Context, network, addr string) (net.PacketConn, error) {
+	var pc net.PacketConn
+	err := n.Do(ctx, func() error {
+		var err error
+		pc, err = (&net.ListenConfig{}).ListenPacket(ctx, network, addr)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s %s in %s: %w", network, addr, n.path, err)
+	}
+	return pc, nil
+}
+
 // Close unpins the namespace: unmounts and removes its file. The namespace itself goes away when
 // nothing uses it any more (processes in it, sockets opened in it). Close is idempotent.
 func (n *NS) Close() error {

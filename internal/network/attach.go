@@ -373,7 +373,8 @@ func convergeGuestRoutes(nh *netlink.Handle, guest netlink.Link, a Attachment) e
 	return nil
 }
 
-// convergeLoopback sets lo up and puts MetadataAddr on it or takes it off, as a.Metadata says.
+// convergeLoopback sets lo up and puts the link-local service addresses (MetadataAddr,
+// ResolverAddr) on it or takes them off, as a.Metadata says.
 func convergeLoopback(nh *netlink.Handle, a Attachment, rev *revert.Reverter) error {
 	lo, err := nh.LinkByName("lo")
 	if err != nil {
@@ -388,22 +389,24 @@ func convergeLoopback(nh *netlink.Handle, a Attachment, rev *revert.Reverter) er
 	if err != nil {
 		return fmt.Errorf("loopback: list addresses: %w", err)
 	}
-	var have *netlink.Addr
-	for _, ad := range addrs {
-		if p, ok := prefixOf(ad.IPNet); ok && p == MetadataAddr {
-			have = &ad
+	for _, want := range []netip.Prefix{MetadataAddr, ResolverAddr} {
+		var have *netlink.Addr
+		for _, ad := range addrs {
+			if p, ok := prefixOf(ad.IPNet); ok && p == want {
+				have = &ad
+			}
 		}
-	}
-	switch {
-	case a.Metadata && have == nil:
-		addr := &netlink.Addr{IPNet: ipNet(MetadataAddr), Scope: int(netlink.SCOPE_HOST)}
-		if err := nh.AddrAdd(lo, addr); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("loopback: add metadata address %v: %w", MetadataAddr, err)
-		}
-		rev.Add(func() { nh.AddrDel(lo, addr) })
-	case !a.Metadata && have != nil:
-		if err := nh.AddrDel(lo, have); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-			return fmt.Errorf("loopback: remove metadata address %v: %w", MetadataAddr, err)
+		switch {
+		case a.Metadata && have == nil:
+			addr := &netlink.Addr{IPNet: ipNet(want), Scope: int(netlink.SCOPE_HOST)}
+			if err := nh.AddrAdd(lo, addr); err != nil && !errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("loopback: add service address %v: %w", want, err)
+			}
+			rev.Add(func() { nh.AddrDel(lo, addr) })
+		case !a.Metadata && have != nil:
+			if err := nh.AddrDel(lo, have); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+				return fmt.Errorf("loopback: remove service address %v: %w", want, err)
+			}
 		}
 	}
 	return nil

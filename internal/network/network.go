@@ -50,7 +50,8 @@ type Attachment struct {
 	// OnLink are extra on-link routes in the guest (the VPC CIDR, e.g. 172.31.0.0/16, so
 	// instances of other subnets of the VPC are reached directly on the bridge).
 	OnLink []netip.Prefix
-	// Metadata adds 169.254.169.254/32 to the guest's loopback, so that a server listening there
+	// Metadata adds 169.254.169.254/32 (and the resolver's 169.254.169.253/32) to the guest's
+	// loopback, so that a server listening there
 	// inside the namespace is the instance metadata service.
 	Metadata bool
 	MTU      int // 0 = 1500 (we may later use 9001 as AWS)
@@ -71,6 +72,10 @@ const (
 // MetadataAddr is the address of the instance metadata service, put on a guest's loopback when
 // Attachment.Metadata is set.
 var MetadataAddr = netip.MustParsePrefix("169.254.169.254/32")
+
+// ResolverAddr is the address of the VPC's DNS resolver (Amazon's 169.254.169.253), put on a
+// guest's loopback beside MetadataAddr.
+var ResolverAddr = netip.MustParsePrefix("169.254.169.253/32")
 
 // BridgeName is the name of the bridge of the VPC vpcID: "nbr" and 12 hex digits of a hash of
 // the id, stable across restarts.

@@ -84,6 +84,12 @@ func TestInstanceGuest(t *testing.T) {
 	if out := mustSSH(t, key, ipB, "curl -s -o /dev/null -w %{http_code} http://169.254.169.254/latest/meta-data/instance-id"); out != "401" {
 		t.Fatalf("b requires tokens, a tokenless read got %q", out)
 	}
+	// The VPC's resolver (169.254.169.253, in resolv.conf) knows the instances' private names.
+	bName := "ip-" + strings.ReplaceAll(ipB, ".", "-")
+	if out := mustSSH(t, key, ipA, "getent hosts "+bName+" "+bName+".ec2.internal; getent hosts no-such-host.ec2.internal || echo unknown"); !strings.Contains(out, ipB+" ") ||
+		strings.Count(out, ipB) != 2 || !strings.Contains(out, "unknown") {
+		t.Fatalf("resolving b's name from a:\n%s", out)
+	}
 	// Nor another instance's, at its address.
 	if out, err := sshRun(t, key, ipA, "curl -s -m 3 http://"+ipB+"/latest/meta-data/instance-id"); err == nil || strings.Contains(out, *b.InstanceId) {
 		t.Fatalf("a read b's metadata: %v %q", err, out)

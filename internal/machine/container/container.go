@@ -321,7 +321,7 @@ func (d *Driver) Boot(ctx context.Context, spec machine.Spec) (machine.Machine, 
 // writeGuest writes instance.json and user-data for the init, and empties the state dir.
 func (d *Driver) writeGuest(spec machine.Spec) error {
 	dir := d.dir(spec.ID)
-	cfg := guestinit.Config{InstanceID: spec.ID, Hostname: spec.Hostname, Domain: spec.Domain,
+	cfg := guestinit.Config{InstanceID: spec.ID, Hostname: spec.Hostname, Domain: spec.Domain, Nameserver: spec.Nameserver,
 		PrivateIP: spec.Network.Address.Addr().String(), DefaultUser: spec.DefaultUser, PublicKeys: spec.PublicKeys}
 	b, _ := json.MarshalIndent(cfg, "", "  ")
 	if err := os.WriteFile(filepath.Join(dir, "guest", filepath.Base(guestinit.ConfigPath)), b, 0o644); err != nil {

@@ -220,6 +220,15 @@ func (m *running) ApplyFirewall(ctx context.Context, p firewall.Policy) error {
 	return nil
 }
 
+func (m *running) ListenPacket(ctx context.Context, network, addr string) (net.PacketConn, error) {
+	select {
+	case <-m.done:
+		return nil, fmt.Errorf("machine %s: %w", m.id, net.ErrClosed)
+	default:
+	}
+	return m.ns.ListenPacket(ctx, network, addr)
+}
+
 func (m *running) Stats(ctx context.Context) (machine.Stats, error) {
 	st, err := m.sb.Stats(ctx)
 	if err != nil {
