@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -134,14 +133,14 @@ func readKeyed(path string) (map[string]uint64, error) {
 	return out, nil
 }
 
-// setCPUs writes a CPU quota of cpus per cpuPeriod (none when cpus < 0) into the cgroup at path.
+// setCPUs writes a CPU quota of cpus (none when cpus < 0) into the cgroup at path.
 func (cg cgroupFS) setCPUs(path string, cpus float64) error {
 	if cg.cpu == "" {
 		return fmt.Errorf("cgroups: no cpu controller mounted")
 	}
-	quota := int64(-1)
+	period, quota := int64(cpuPeriod), int64(-1)
 	if cpus > 0 {
-		quota = max(int64(math.Round(cpus*cpuPeriod)), 1000) // the kernel's minimum is 1 ms
+		period, quota = cpuQuota(cpus)
 	}
 	dir := filepath.Join(cg.cpu, path)
 	if cg.v2 {
@@ -149,9 +148,9 @@ func (cg cgroupFS) setCPUs(path string, cpus float64) error {
 		if quota > 0 {
 			v = strconv.FormatInt(quota, 10)
 		}
-		return os.WriteFile(filepath.Join(dir, "cpu.max"), []byte(fmt.Sprintf("%s %d", v, cpuPeriod)), 0o644)
+		return os.WriteFile(filepath.Join(dir, "cpu.max"), []byte(fmt.Sprintf("%s %d", v, period)), 0o644)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "cpu.cfs_period_us"), []byte(strconv.Itoa(cpuPeriod)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "cpu.cfs_period_us"), []byte(strconv.FormatInt(period, 10)), 0o644); err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "cpu.cfs_quota_us"), []byte(strconv.FormatInt(quota, 10)), 0o644)

@@ -142,7 +142,7 @@ func TestConfig(t *testing.T) {
 		t.Errorf("capabilities %+v", c)
 	}
 	if r := spec.Linux.Resources; *r.Memory.Limit != 1769<<20 || *r.Memory.Swap != *r.Memory.Limit ||
-		*r.CPU.Quota != 100000 || *r.CPU.Shares != 1024 || *r.Pids.Limit != 1024 {
+		*r.CPU.Quota != 10000 || *r.CPU.Period != 10000 || *r.CPU.Shares != 1024 || *r.Pids.Limit != 1024 {
 		t.Errorf("resources: memory %d swap %d quota %d shares %d pids %d", *r.Memory.Limit, *r.Memory.Swap,
 			*r.CPU.Quota, *r.CPU.Shares, *r.Pids.Limit)
 	}
@@ -168,8 +168,8 @@ func TestConfig(t *testing.T) {
 	}
 	// 128 MB gets 128/1769 of a CPU.
 	s.MemoryMB, s.CPUs = 128, sandbox.CPUsForMemory(128)
-	if q := *ociSpec(s, "/x").Linux.Resources.CPU.Quota; q != 7236 {
-		t.Errorf("quota at 128 MB: %d", q)
+	if c := ociSpec(s, "/x").Linux.Resources.CPU; float64(*c.Quota)/float64(*c.Period) < 0.0723 || float64(*c.Quota)/float64(*c.Period) > 0.0724 {
+		t.Errorf("quota at 128 MB: %d per %d", *c.Quota, *c.Period)
 	}
 }
 
@@ -284,4 +284,22 @@ func zombieChildren() []string {
 		}
 	}
 	return out
+}
+
+func TestCPUQuota(t *testing.T) {
+	for _, tc := range []struct {
+		cpus          float64
+		period, quota int64
+	}{
+		{1, 10000, 10000},
+		{2, 10000, 20000},
+		{0.5, 10000, 5000},
+		{128.0 / 1769, 13821, 1000}, // a 128 MB function: the period grows so that the quota is 1 ms
+		{0.0001, 1000000, 1000},     // the kernel's longest period
+	} {
+		p, q := cpuQuota(tc.cpus)
+		if p != tc.period || q != tc.quota {
+			t.Errorf("cpuQuota(%v) = %d/%d, want %d/%d", tc.cpus, q, p, tc.quota, tc.period)
+		}
+	}
 }
