@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -77,9 +78,15 @@ func TestInvokePython(t *testing.T) {
 	}
 	// After its init the environment is limited to its memory's share of a CPU: 128/1769.
 	ids, _ := exec.Command("runc", "--root", s.DataDir+"/sandboxes/runc", "list", "-q").Output()
-	quota, err := os.ReadFile("/sys/fs/cgroup/cpu/nubis/" + strings.TrimSpace(string(ids)) + "/cpu.cfs_quota_us")
-	if err == nil && strings.TrimSpace(string(quota)) != "7236" {
-		t.Fatalf("CPU quota %s per 100 ms, want 7236", quota)
+	cg := "/sys/fs/cgroup/cpu/nubis/" + strings.TrimSpace(string(ids))
+	quota, err1 := os.ReadFile(cg + "/cpu.cfs_quota_us")
+	period, err2 := os.ReadFile(cg + "/cpu.cfs_period_us")
+	if err1 == nil && err2 == nil {
+		q, _ := strconv.ParseFloat(strings.TrimSpace(string(quota)), 64)
+		p, _ := strconv.ParseFloat(strings.TrimSpace(string(period)), 64)
+		if share := q / p; share < 0.0723 || share > 0.0724 {
+			t.Fatalf("CPU quota %v per %v µs: %.4f of a CPU, want 128/1769 = 0.0724", q, p, share)
+		}
 	}
 	warm := invoke(t, c, "calculate_mean", `{"nums": [1.5, 2.5]}`)
 	if warm.payload != `{"statusCode": 200, "body": 2.0}` || strings.Contains(warm.log, "Init Duration") {
@@ -92,7 +99,7 @@ func TestInvokePython(t *testing.T) {
 	if bad.fnError != "Unhandled" || e.ErrorType != "KeyError" {
 		t.Fatalf("function error: %+v", bad)
 	}
-	_, err = c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("calculate_mean"), Payload: []byte("{not json")})
+	_, err := c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("calculate_mean"), Payload: []byte("{not json")})
 	wantAPIError(t, err, "InvalidRequestContentException", 400)
 	_, err = c.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String("nope")})
 	wantAPIError(t, err, "ResourceNotFoundException", 404)
