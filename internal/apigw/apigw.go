@@ -14,6 +14,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nubis/nubis/internal/awsproto"
@@ -36,6 +38,16 @@ type Service struct {
 	store store.Store
 	log   *slog.Logger
 	now   func() time.Time
+
+	// The data plane's snapshots (Lookup), valid while gen has not moved: every write of the
+	// control plane moves it, so a change is served from the next request on.
+	gen       atomic.Uint64
+	snapshots sync.Map // account/apiID -> cachedSnapshot
+}
+
+type cachedSnapshot struct {
+	gen  uint64
+	snap *Snapshot
 }
 
 // New returns the API Gateway service.
@@ -289,7 +301,9 @@ func (s *Service) apiARN(apiID string) string {
 // update runs fn in one read-write transaction: a change of several records is made whole or not
 // at all.
 func (s *Service) update(ctx context.Context, fn func(tx store.Tx) error) error {
-	return s.store.Update(ctx, fn)
+	err := s.store.Update(ctx, fn)
+	s.gen.Add(1) // after the commit: a Lookup that read before it is not kept past this
+	return err
 }
 
 // view runs fn, which only reads, in one transaction, so that it sees one consistent state.

@@ -153,3 +153,34 @@ func TestLookup(t *testing.T) {
 		t.Fatalf("Lookup of a deleted API: %v", err)
 	}
 }
+
+// TestLookupCache: Lookup keeps a snapshot while nothing is written, and a write (of any API) is
+// seen by the next Lookup.
+func TestLookupCache(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "nubis.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := New(Config{Store: st, Region: "us-east-1", Endpoint: func() string { return "http://127.0.0.1:4566" }})
+	api := s.API()
+	fn := "arn:aws:lambda:us-east-1:111122223333:function:mean"
+	id := call(t, api, "POST", "/v2/apis", `{"name":"m","protocolType":"HTTP","target":"`+fn+`","routeKey":"GET /mean"}`)["apiId"].(string)
+	first, err := s.Lookup(ctx, "111122223333", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := s.Lookup(ctx, "111122223333", id); again != first {
+		t.Fatal("a second Lookup with no write in between read the store again")
+	}
+	call(t, api, "POST", "/v2/apis/"+id+"/routes", `{"routeKey":"GET /other"}`)
+	after, err := s.Lookup(ctx, "111122223333", id)
+	if err != nil || after == first || len(after.Routes) != len(first.Routes)+1 {
+		t.Fatalf("after a new route: %v, %d routes (before %d)", err, len(after.Routes), len(first.Routes))
+	}
+	call(t, api, "DELETE", "/v2/apis/"+id, ``)
+	if _, err := s.Lookup(ctx, "111122223333", id); err == nil {
+		t.Fatal("Lookup of a deleted API")
+	}
+}

@@ -10,8 +10,25 @@ import (
 )
 
 // Lookup returns everything needed to serve requests to the API apiID of account, read in one
-// transaction. An API that does not exist is an error wrapping errdefs.ErrNotFound.
+// transaction, or kept from an earlier Lookup when nothing has been written since. The snapshot is
+// shared: callers must not modify it. An API that does not exist is an error wrapping
+// errdefs.ErrNotFound.
 func (s *Service) Lookup(ctx context.Context, account, apiID string) (*Snapshot, error) {
+	key := account + "/" + apiID
+	gen := s.gen.Load()
+	if c, ok := s.snapshots.Load(key); ok && c.(cachedSnapshot).gen == gen {
+		return c.(cachedSnapshot).snap, nil
+	}
+	snap, err := s.lookup(ctx, account, apiID)
+	if err != nil {
+		s.snapshots.Delete(key)
+		return nil, err
+	}
+	s.snapshots.Store(key, cachedSnapshot{gen: gen, snap: snap})
+	return snap, nil
+}
+
+func (s *Service) lookup(ctx context.Context, account, apiID string) (*Snapshot, error) {
 	var snap *Snapshot
 	err := s.view(ctx, func(tx store.Tx) error {
 		a, ok, err := store.GetJSON[api](tx, s.apiKey(account, apiID))
