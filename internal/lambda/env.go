@@ -155,6 +155,13 @@ func (s *Service) startEnvironment(ctx context.Context, account string, v versio
 	case res := <-env.api.InitError():
 		return nil, &initFailure{result: res}
 	case <-sb.Done():
+		// A runtime that reported its init error exits next: both may be ready by now, and the
+		// report is what Lambda answers (select would pick either).
+		select {
+		case res := <-env.api.InitError():
+			return nil, &initFailure{result: res}
+		default:
+		}
 		env.drainOutput()
 		return nil, &initFailure{errorType: "Runtime.ExitError", detail: "Runtime exited with error: " + sb.ExitStatus().String()}
 	case <-initCtx.Done():
