@@ -24,6 +24,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/nubis/nubis/internal/server/servertest"
 )
 
 func ec2Client(vars map[string]string) *ec2.Client {
@@ -32,6 +34,8 @@ func ec2Client(vars map[string]string) *ec2.Client {
 		BaseEndpoint:     aws.String(vars["AWS_ENDPOINT_URL"]),
 		Credentials:      credentials.NewStaticCredentialsProvider(vars["AWS_ACCESS_KEY_ID"], vars["AWS_SECRET_ACCESS_KEY"], ""),
 		RetryMaxAttempts: 1,
+		// The SDK's keep-alive race (see servertest.HTTPClient) would fail a few calls.
+		HTTPClient: servertest.HTTPClient(),
 	})
 }
 

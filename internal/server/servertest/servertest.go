@@ -95,8 +95,13 @@ func (s *Server) Config(tb testing.TB, creds aws.CredentialsProvider) aws.Config
 		Credentials:      creds,
 		BaseEndpoint:     aws.String(s.Endpoint()),
 		RetryMaxAttempts: 1,
-		HTTPClient:       &http.Client{Transport: plainBodyTransport{}, Timeout: 30 * time.Second},
+		HTTPClient:       HTTPClient(),
 	}
+}
+
+// HTTPClient is the HTTP client for the SDK's clients in tests, with the work-around below.
+func HTTPClient() *http.Client {
+	return &http.Client{Transport: plainBodyTransport{}, Timeout: 30 * time.Second}
 }
 
 // plainBodyTransport works around a race in the SDK (smithy-go 1.28): after the response arrives
