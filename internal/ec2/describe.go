@@ -269,8 +269,6 @@ func (inst instance) field(s *Service, tags tagList, name string) []string {
 		return one(inst.Type)
 	case "key-name":
 		return one(inst.KeyName)
-	case "tag-key":
-		return tags.keys()
 	case "private-ip-address":
 		return one(inst.PrivateIP)
 	case "ip-address":
@@ -296,10 +294,7 @@ func (inst instance) field(s *Service, tags tagList, name string) []string {
 	case "launch-index":
 		return one(strconv.Itoa(inst.LaunchIndex))
 	}
-	if v, ok := tags.get(strings.TrimPrefix(name, "tag:")); ok {
-		return one(v)
-	}
-	return nil
+	return tags.filterValues(name)
 }
 
 // selectInstances returns the account's instances that ids (all when empty) and filters select,

@@ -3,7 +3,6 @@ package ec2
 import (
 	"context"
 	"slices"
-	"strings"
 
 	"github.com/nubis/nubis/internal/awsproto"
 	"github.com/nubis/nubis/internal/store"
@@ -270,13 +269,7 @@ func (s *Service) describeSecurityGroupRules(ctx context.Context, r *awsproto.Re
 			case "security-group-rule-id":
 				return []string{x.SecurityGroupRuleID}
 			}
-			if v, found := tagsOfXML(x.Tags).get(strings.TrimPrefix(name, "tag:")); found {
-				return []string{v}
-			}
-			if name == "tag-key" {
-				return tagsOfXML(x.Tags).keys()
-			}
-			return nil
+			return tagsOfXML(x.Tags).filterValues(name)
 		})
 		if ok {
 			out.Rules = append(out.Rules, x)

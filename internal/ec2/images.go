@@ -221,13 +221,8 @@ func (s *Service) describeImages(ctx context.Context, r *awsproto.Request, p aws
 				return []string{"Linux/UNIX"}
 			case "block-device-mapping.volume-size":
 				return []string{itoa(im.RootGiB)}
-			case "tag-key":
-				return tl.keys()
 			}
-			if v, ok := tl.get(strings.TrimPrefix(name, "tag:")); ok {
-				return []string{v}
-			}
-			return nil
+			return tl.filterValues(name)
 		})
 		if ok {
 			out.Images = append(out.Images, s.imageXML(im, tl))

@@ -280,13 +280,8 @@ func (s *Service) describeKeyPairs(ctx context.Context, r *awsproto.Request, p a
 				return []string{kp.Fingerprint}
 			case "key-type":
 				return []string{kp.Type}
-			case "tag-key":
-				return tags.keys()
 			}
-			if v, ok := tags.get(name[len("tag:"):]); ok {
-				return []string{v}
-			}
-			return nil
+			return tags.filterValues(name)
 		})
 		if !ok {
 			continue

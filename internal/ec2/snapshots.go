@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/nubis/nubis/internal/awsproto"
 	"github.com/nubis/nubis/internal/store"
@@ -252,13 +251,8 @@ func (s *Service) describeSnapshots(ctx context.Context, r *awsproto.Request, p 
 				return []string{sn.Description}
 			case "volume-size":
 				return []string{itoa(sn.SizeGiB)}
-			case "tag-key":
-				return tl.keys()
 			}
-			if v, found := tl.get(strings.TrimPrefix(name, "tag:")); found {
-				return []string{v}
-			}
-			return nil
+			return tl.filterValues(name)
 		})
 		if ok {
 			out.Snapshots = append(out.Snapshots, snapshotToXML(sn, tl))

@@ -61,6 +61,20 @@ func (l tagList) keys() []string {
 	return out
 }
 
+// filterValues is what the tag filters see of a resource with these tags: its keys for tag-key,
+// the value of <key> for tag:<key> (none when it lacks the tag), nothing for other names.
+func (l tagList) filterValues(name string) []string {
+	if name == "tag-key" {
+		return l.keys()
+	}
+	if key, ok := strings.CutPrefix(name, "tag:"); ok {
+		if v, ok := l.get(key); ok {
+			return []string{v}
+		}
+	}
+	return nil
+}
+
 // set adds or replaces tags and keeps the list ordered.
 func (l tagList) set(tags []storedTag) tagList {
 	m := map[string]string{}
@@ -426,10 +440,7 @@ func (s *Service) describeTags(ctx context.Context, r *awsproto.Request, p awspr
 				case "resource-type":
 					return []string{typ}
 				}
-				if v, ok := l.get(strings.TrimPrefix(name, "tag:")); ok {
-					return []string{v}
-				}
-				return nil
+				return l.filterValues(name)
 			})
 			if !ok {
 				continue

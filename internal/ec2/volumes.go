@@ -325,8 +325,6 @@ func (s *Service) describeVolumes(ctx context.Context, r *awsproto.Request, p aw
 				return []string{v.ID}
 			case "snapshot-id":
 				return []string{v.SnapshotID}
-			case "tag-key":
-				return tags[v.ID].keys()
 			}
 			if a := v.Attachment; a != nil {
 				switch name {
@@ -340,10 +338,7 @@ func (s *Service) describeVolumes(ctx context.Context, r *awsproto.Request, p aw
 					return []string{boolString(a.DeleteOnTermination)}
 				}
 			}
-			if val, found := tags[v.ID].get(strings.TrimPrefix(name, "tag:")); found {
-				return []string{val}
-			}
-			return nil
+			return tags[v.ID].filterValues(name)
 		})
 		if ok {
 			all = append(all, x)

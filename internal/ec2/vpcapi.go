@@ -162,13 +162,8 @@ func (s *Service) describeVpcs(ctx context.Context, r *awsproto.Request, p awspr
 				return []string{"available"}
 			case "owner-id":
 				return []string{account}
-			case "tag-key":
-				return tl.keys()
 			}
-			if val, found := tl.get(strings.TrimPrefix(name, "tag:")); found {
-				return []string{val}
-			}
-			return nil
+			return tl.filterValues(name)
 		})
 		if ok {
 			out.Vpcs = append(out.Vpcs, s.vpcToXML(account, v, tl))
@@ -242,13 +237,8 @@ func (s *Service) describeSubnets(ctx context.Context, r *awsproto.Request, p aw
 				return []string{"available"}
 			case "owner-id":
 				return []string{account}
-			case "tag-key":
-				return tl.keys()
 			}
-			if val, found := tl.get(strings.TrimPrefix(name, "tag:")); found {
-				return []string{val}
-			}
-			return nil
+			return tl.filterValues(name)
 		})
 		if ok {
 			out.Subnets = append(out.Subnets, x)
@@ -311,13 +301,8 @@ func (s *Service) describeSecurityGroups(ctx context.Context, r *awsproto.Reques
 				return []string{g.Description}
 			case "owner-id":
 				return []string{account}
-			case "tag-key":
-				return tl.keys()
 			}
-			if v, found := tl.get(strings.TrimPrefix(name, "tag:")); found {
-				return []string{v}
-			}
-			return nil
+			return tl.filterValues(name)
 		})
 		if ok {
 			out.Groups = append(out.Groups, securityGroupXML{OwnerID: account, GroupID: g.ID, GroupName: g.Name,

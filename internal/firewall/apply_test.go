@@ -21,6 +21,7 @@ import (
 
 	"github.com/nubis/nubis/internal/errdefs"
 	"github.com/nubis/nubis/internal/netns"
+	"github.com/nubis/nubis/internal/netns/netnstest"
 	"github.com/nubis/nubis/internal/testenv"
 )
 
@@ -45,32 +46,10 @@ func needNft(t *testing.T) {
 }
 
 // newNS makes a network namespace, released at the end of the test.
-func newNS(t *testing.T) *netns.NS {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "netns")
-	ns, err := netns.New(context.Background(), dir)
-	t.Cleanup(func() { netns.Release(dir) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ns
-}
+func newNS(t *testing.T) *netns.NS { return netnstest.New(t) }
 
 // nsHandle is a netlink handle inside ns, closed at the end of the test.
-func nsHandle(t *testing.T, ns *netns.NS) *netlink.Handle {
-	t.Helper()
-	fd, err := vnetns.GetFromPath(ns.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fd.Close()
-	h, err := netlink.NewHandleAt(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	return h
-}
+func nsHandle(t *testing.T, ns *netns.NS) *netlink.Handle { return netnstest.Handle(t, ns) }
 
 // pair makes two namespaces joined by a veth pair, made inside A with its peer moved straight
 // into B (the host namespace never holds either end), addressed addrA and addrB.

@@ -6,13 +6,12 @@ import (
 	"encoding/hex"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	vnetns "github.com/vishvananda/netns"
 
 	"github.com/nubis/nubis/internal/netns"
+	"github.com/nubis/nubis/internal/netns/netnstest"
 	"github.com/nubis/nubis/internal/testenv"
 )
 
@@ -90,32 +89,10 @@ func newBridge(t *testing.T, gateways ...netip.Prefix) string {
 }
 
 // newNS makes a network namespace, released at the end of the test.
-func newNS(t *testing.T) *netns.NS {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "netns")
-	ns, err := netns.New(context.Background(), dir)
-	t.Cleanup(func() { netns.Release(dir) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ns
-}
+func newNS(t *testing.T) *netns.NS { return netnstest.New(t) }
 
 // nsHandle is a netlink handle inside ns, closed at the end of the test.
-func nsHandle(t *testing.T, ns *netns.NS) *netlink.Handle {
-	t.Helper()
-	nsh, err := vnetns.GetFromPath(ns.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nsh.Close()
-	h, err := netlink.NewHandleAt(nsh)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	return h
-}
+func nsHandle(t *testing.T, ns *netns.NS) *netlink.Handle { return netnstest.Handle(t, ns) }
 
 // v4Addrs lists the IPv4 addresses of a link.
 func v4Addrs(t *testing.T, h *netlink.Handle, l netlink.Link) []netip.Prefix {

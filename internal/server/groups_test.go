@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/nubis/nubis/internal/netns"
+	"github.com/nubis/nubis/internal/netns/netnstest"
 	"github.com/nubis/nubis/internal/network"
 	"github.com/nubis/nubis/internal/server"
 	"github.com/nubis/nubis/internal/server/servertest"
@@ -76,12 +77,7 @@ func TestSecurityGroupsEnforced(t *testing.T) {
 	myIP := netip.MustParsePrefix(ip+"/20").Masked().Addr().Next().String() + "/32"
 
 	// "Another IP": a namespace of its own on the same VPC bridge.
-	nsDir := t.TempDir()
-	other, err := netns.New(ctx, nsDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { other.Close(); netns.Release(nsDir) })
+	other := netnstest.New(t)
 	hostIf := network.HostIfName("other-" + *inst.InstanceId)
 	err = network.Attach(ctx, network.Attachment{NetNS: other.Path(), HostIf: hostIf, Bridge: network.BridgeName(*inst.VpcId),
 		Address: netip.MustParsePrefix("172.31.15.251/20"), Gateway: netip.MustParseAddr("172.31.0.1"),
