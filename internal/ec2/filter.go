@@ -44,3 +44,38 @@ func matchAnyField(patterns, values []string) bool {
 	}
 	return false
 }
+
+// requested is the ids a Describe call names (none: every resource): which to show, and which it
+// did not find, for the NotFound error EC2 gives.
+type requested struct {
+	ids   []string
+	found map[string]bool
+}
+
+func request(ids []string) *requested {
+	return &requested{ids: ids, found: make(map[string]bool, len(ids))}
+}
+
+// shows tells whether the resource id is to be shown, and notes it as found.
+func (q *requested) shows(id string) bool {
+	if len(q.ids) == 0 {
+		return true
+	}
+	for _, x := range q.ids {
+		if x == id {
+			q.found[id] = true
+			return true
+		}
+	}
+	return false
+}
+
+// notFound is notFoundErr of the first id named that no resource had, or nil.
+func (q *requested) notFound(notFoundErr func(id string) error) error {
+	for _, id := range q.ids {
+		if !q.found[id] {
+			return notFoundErr(id)
+		}
+	}
+	return nil
+}

@@ -254,14 +254,12 @@ func (s *Service) describeSecurityGroupRules(ctx context.Context, r *awsproto.Re
 	if err != nil {
 		return nil, err
 	}
-	want := setOf(in.RuleIDs)
-	missing := setOf(in.RuleIDs)
+	req := request(in.RuleIDs)
 	out := describeRulesOutput{Rules: awsproto.List[ruleXML]{}}
 	for _, x := range all {
-		if len(want) > 0 && !want[x.SecurityGroupRuleID] {
+		if !req.shows(x.SecurityGroupRuleID) {
 			continue
 		}
-		delete(missing, x.SecurityGroupRuleID)
 		ok := matchFilters(in.Filters, func(name string) []string {
 			switch name {
 			case "group-id":
@@ -275,8 +273,10 @@ func (s *Service) describeSecurityGroupRules(ctx context.Context, r *awsproto.Re
 			out.Rules = append(out.Rules, x)
 		}
 	}
-	for id := range missing {
-		return nil, clientError("InvalidSecurityGroupRuleId.NotFound", "The security group rule ID '%s' does not exist", id)
+	if err := req.notFound(func(id string) error {
+		return clientError("InvalidSecurityGroupRuleId.NotFound", "The security group rule ID '%s' does not exist", id)
+	}); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -47,8 +47,7 @@ func (s *Service) describeNetworkInterfaces(ctx context.Context, r *awsproto.Req
 	if err != nil {
 		return nil, err
 	}
-	want := setOf(in.IDs)
-	missing := setOf(in.IDs)
+	req := request(in.IDs)
 	out := describeNetworkInterfacesOutput{Interfaces: awsproto.List[interfaceXML]{}}
 	for _, inst := range insts {
 		if inst.State == stateTerminated {
@@ -56,10 +55,9 @@ func (s *Service) describeNetworkInterfaces(ctx context.Context, r *awsproto.Req
 		}
 		x := s.instanceXML(inst, nil)
 		ni := x.NetworkInterfaces[0]
-		if len(want) > 0 && !want[ni.NetworkInterfaceID] {
+		if !req.shows(ni.NetworkInterfaceID) {
 			continue
 		}
-		delete(missing, ni.NetworkInterfaceID)
 		ok := matchFilters(in.Filters, func(name string) []string {
 			switch name {
 			case "network-interface-id":
@@ -90,8 +88,10 @@ func (s *Service) describeNetworkInterfaces(ctx context.Context, r *awsproto.Req
 				Tags: awsproto.List[Tag]{}})
 		}
 	}
-	for id := range missing {
-		return nil, clientError("InvalidNetworkInterfaceID.NotFound", "The networkInterface ID '%s' does not exist", id)
+	if err := req.notFound(func(id string) error {
+		return clientError("InvalidNetworkInterfaceID.NotFound", "The networkInterface ID '%s' does not exist", id)
+	}); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

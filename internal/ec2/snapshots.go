@@ -221,18 +221,16 @@ func (s *Service) describeSnapshots(ctx context.Context, r *awsproto.Request, p 
 	if err != nil {
 		return nil, err
 	}
-	want := setOf(in.SnapshotIDs)
-	missing := setOf(in.SnapshotIDs)
+	req := request(in.SnapshotIDs)
 	out := describeSnapshotsOutput{Snapshots: awsproto.List[snapshotXML]{}}
 	for _, kv := range kvs {
 		var sn ebsSnapshot
 		if err := json.Unmarshal(kv.Value, &sn); err != nil {
 			return nil, fmt.Errorf("snapshot %s: %w", kv.Key, err)
 		}
-		if len(want) > 0 && !want[sn.ID] {
+		if !req.shows(sn.ID) {
 			continue
 		}
-		delete(missing, sn.ID)
 		if len(in.OwnerIDs) > 0 && !setOf(in.OwnerIDs)["self"] && !setOf(in.OwnerIDs)[account] {
 			continue
 		}
@@ -258,8 +256,10 @@ func (s *Service) describeSnapshots(ctx context.Context, r *awsproto.Request, p 
 			out.Snapshots = append(out.Snapshots, snapshotToXML(sn, tl))
 		}
 	}
-	for id := range missing {
-		return nil, clientError("InvalidSnapshot.NotFound", "The snapshot '%s' does not exist.", id)
+	if err := req.notFound(func(id string) error {
+		return clientError("InvalidSnapshot.NotFound", "The snapshot '%s' does not exist.", id)
+	}); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -298,18 +298,16 @@ func (s *Service) describeVolumes(ctx context.Context, r *awsproto.Request, p aw
 	if err != nil {
 		return nil, err
 	}
-	want := setOf(in.VolumeIDs)
-	missing := setOf(in.VolumeIDs)
+	req := request(in.VolumeIDs)
 	all := awsproto.List[volumeXML]{}
 	for _, kv := range kvs {
 		var v ebsVolume
 		if err := json.Unmarshal(kv.Value, &v); err != nil {
 			return nil, fmt.Errorf("volume %s: %w", kv.Key, err)
 		}
-		if len(want) > 0 && !want[v.ID] {
+		if !req.shows(v.ID) {
 			continue
 		}
-		delete(missing, v.ID)
 		x := volumeToXML(v, "", tags[v.ID])
 		ok := matchFilters(in.Filters, func(name string) []string {
 			switch name {
@@ -344,8 +342,10 @@ func (s *Service) describeVolumes(ctx context.Context, r *awsproto.Request, p aw
 			all = append(all, x)
 		}
 	}
-	for id := range missing {
-		return nil, clientError("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
+	if err := req.notFound(func(id string) error {
+		return clientError("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
+	}); err != nil {
+		return nil, err
 	}
 	return describeVolumesOutput{Volumes: all}, nil
 }
