@@ -16,7 +16,7 @@ DATA_DIR   ?=
 FUZZTIME   ?= 200000x
 
 # Debian packages: the real clients the tests drive, and the tools nubis runs.
-PACKAGES := awscli python3-boto3 python3-botocore openssh-client putty-tools openssl curl ca-certificates git debootstrap runc python3-requests zip wrk nftables iputils-ping
+PACKAGES := awscli python3-boto3 python3-botocore openssh-client putty-tools openssl curl ca-certificates git debootstrap runc python3-requests zip wrk nftables iputils-ping e2fsprogs
 
 .PHONY: all deps build run test unit fuzz e2e bench vet clean
 
