@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
@@ -25,7 +26,8 @@ var testHookCreated func() error
 // Attach wires the namespace a.NetNS to the bridge a.Bridge (which must exist: ErrNotFound
 // otherwise) with a veth pair: the host end a.HostIf is a port of the bridge, the guest end
 // a.GuestIf has a.MAC, a.MTU and a.Address, a default route via a.Gateway and on-link routes
-// to a.OnLink; the guest's loopback is up and, with a.Metadata, holds MetadataAddr.
+// to a.OnLink; the guest's loopback is up and, with a.Metadata, holds MetadataAddr. The host's neighbour
+// entry for a.Address on the bridge is set to a.MAC.
 //
 // Attach is idempotent and converges: called again with the same Attachment (after a restart
 // of nubis, say) it changes nothing that is right and fixes what is not; a host end whose peer
@@ -70,6 +72,12 @@ func Attach(ctx context.Context, a Attachment) error {
 	}
 	if err := convergeGuest(nh, guest, a, rev); err != nil {
 		return fmt.Errorf("attach %s: in namespace %s: %w", a.HostIf, a.NetNS, err)
+	}
+	if err := announce(h, br, a); err != nil {
+		return fmt.Errorf("attach %s: %w", a.HostIf, err)
+	}
+	if err := waitForwarding(ctx, a.HostIf); err != nil {
+		return fmt.Errorf("attach %s: %w", a.HostIf, err)
 	}
 	rev.Success()
 	return nil
@@ -258,6 +266,52 @@ func convergeHost(h *netlink.Handle, host, br netlink.Link, a Attachment) error 
 	}
 	return nil
 }
+
+// announce tells the host's neighbour table the guest's MAC, as a gratuitous ARP from the guest
+// would. Without it a host that tried the address while nothing answered (an instance stopped,
+// then started again at the same address) holds an incomplete entry and sends its first packets
+// only at the next ARP retry, up to a second later.
+func announce(h *netlink.Handle, br netlink.Link, a Attachment) error {
+	err := h.NeighSet(&netlink.Neigh{LinkIndex: br.Attrs().Index, Family: netlink.FAMILY_V4,
+		State: netlink.NUD_REACHABLE, IP: net.IP(a.Address.Addr().AsSlice()), HardwareAddr: a.MAC})
+	if err != nil {
+		return fmt.Errorf("neighbour %v on %s: %w", a.Address.Addr(), a.Bridge, err)
+	}
+	return nil
+}
+
+// portForwardingWait bounds how long Attach waits for the bridge to forward through a new port.
+const portForwardingWait = 5 * time.Second
+
+// waitForwarding waits until the bridge forwards frames through its port hostIf. The kernel
+// enables a port when it sees the veth's carrier, in its link-watch work, which can run some
+// time after the call that brought the pair up returned; a packet sent before that is dropped
+// (a first TCP SYN then waits a second for its retransmission).
+func waitForwarding(ctx context.Context, hostIf string) error {
+	path := "/sys/class/net/" + hostIf + "/brport/state"
+	deadline := time.Now().Add(portForwardingWait)
+	for {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("bridge port state: %w", err)
+		}
+		if strings.TrimSpace(string(b)) == brStateForwarding {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bridge port not forwarding after %v (state %s): %w", portForwardingWait,
+				strings.TrimSpace(string(b)), errdefs.ErrUnavailable)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+// brStateForwarding is BR_STATE_FORWARDING in a bridge port's sysfs state.
+const brStateForwarding = "3"
 
 // convergeGuest configures the guest end and the loopback inside the namespace.
 func convergeGuest(nh *netlink.Handle, guest netlink.Link, a Attachment, rev *revert.Reverter) error {

@@ -223,6 +223,30 @@ func TestAttach(t *testing.T) {
 	if _, err := askWithin(ctx, nsB, addrA, 500*time.Millisecond); err == nil {
 		t.Error("A still reachable after Detach")
 	}
+
+	// The host tries A while it is gone and its neighbour entry for A is not valid (dropped
+	// here; the kernel drops it, for example, when the bridge loses its last port and with it its
+	// carrier): the entry is left incomplete. Attached again, A answers the host's first try at
+	// once, not at the next ARP retry up to a second later.
+	if err := h.NeighDel(&netlink.Neigh{LinkIndex: br.Attrs().Index, Family: netlink.FAMILY_V4,
+		IP: net.IP(a.Address.Addr().AsSlice())}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := askWithin(ctx, nil, addrA, 200*time.Millisecond); err == nil {
+		t.Error("A reachable from the host after Detach")
+	}
+	if err := Attach(ctx, a); err != nil {
+		t.Fatalf("Attach after Detach: %v", err)
+	}
+	addrA2 := net.JoinHostPort(a.Address.Addr().String(), "7001")
+	lA2, err := nsA.Listen(ctx, "tcp", addrA2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, lA2, "A")
+	if got, err := askWithin(ctx, nil, addrA2, 300*time.Millisecond); err != nil || got != "A ping\n" {
+		t.Errorf("host to A attached again: %q, %v", got, err)
+	}
 }
 
 // checkRoutes checks the guest's default route and on-link routes.

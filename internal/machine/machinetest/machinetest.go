@@ -168,6 +168,7 @@ func Run(t *testing.T, env Env) {
 		t.Fatal(err)
 	}
 	<-m2.Done()
+	<-m.Done() // the first driver, still watching too, has finished its own clean-up
 	if err := d2.DeleteDisk(ctx, spec.ID); err != nil {
 		t.Fatal(err)
 	}
