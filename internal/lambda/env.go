@@ -80,7 +80,7 @@ func (s *Service) startEnvironment(ctx context.Context, account string, v versio
 		}
 	}()
 	stream := fmt.Sprintf("%s/[%s]%s", env.created.UTC().Format("2006/01/02"), c.Version, randomHex(16))
-	if env.logs, err = s.logs.open(account, c.FunctionName, stream); err != nil {
+	if env.logs, err = s.openLogStream(account, c.FunctionName, stream); err != nil {
 		return nil, err
 	}
 	undo = append(undo, func() { env.logs.Close() })

@@ -21,6 +21,7 @@ import (
 
 	"github.com/nubis/nubis/internal/awsproto"
 	"github.com/nubis/nubis/internal/image"
+	"github.com/nubis/nubis/internal/logs"
 	"github.com/nubis/nubis/internal/netns"
 	"github.com/nubis/nubis/internal/sandbox"
 	"github.com/nubis/nubis/internal/store"
@@ -33,6 +34,8 @@ type Config struct {
 	// DataDir is where code zips are kept (<DataDir>/code).
 	DataDir string
 	Region  string
+	// Logs receives the functions' logs (CloudWatch Logs); default <DataDir>/logs.
+	Logs *logs.Store
 	// AccountConcurrency is the account's concurrency limit (AWS's default is 1,000).
 	AccountConcurrency int
 	// Presign returns a presigned URL for a path of this server (for GetFunction's Code.Location).
@@ -68,7 +71,6 @@ type Service struct {
 	closed bool
 
 	pool    *pool
-	logs    logStore
 	kick    chan struct{}
 	stopBg  context.CancelFunc
 	imageMu sync.Mutex
@@ -97,9 +99,11 @@ func New(cfg Config) *Service {
 		cfg.KeepWarm = 10 * time.Minute
 	}
 	cfg.RuntimeDir = filepath.Join(cfg.DataDir, "lambda", "runtime")
+	if cfg.Logs == nil {
+		cfg.Logs = &logs.Store{Dir: filepath.Join(cfg.DataDir, "logs")}
+	}
 	s := &Service{cfg: cfg, store: cfg.Store, code: codeStore{dir: filepath.Join(cfg.DataDir, "lambda", "code")},
-		log: cfg.Log, now: time.Now, kick: make(chan struct{}, 1),
-		logs: logStore{dir: filepath.Join(cfg.DataDir, "lambda", "logs"), region: cfg.Region}}
+		log: cfg.Log, now: time.Now, kick: make(chan struct{}, 1)}
 	s.pool = newPool(s)
 	return s
 }
@@ -143,6 +147,9 @@ func (s *Service) API() awsproto.Service {
 // resumes work that a stop interrupted (functions left Pending or InProgress, queued events) and
 // starts reclaiming idle environments.
 func (s *Service) Start(ctx context.Context) error {
+	if err := s.migrateLogs(); err != nil {
+		return fmt.Errorf("lambda: %w", err)
+	}
 	if s.cfg.Sandboxes != nil {
 		ids, err := s.cfg.Sandboxes.List(ctx)
 		if err != nil {

@@ -1,61 +1,67 @@
 package lambda
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
-	"time"
+
+	"github.com/nubis/nubis/internal/logs"
 )
 
-// Function logs are kept as CloudWatch Logs keeps them: a log group /aws/lambda/<name> per function
-// and a log stream per execution environment. Each stream is a file of JSON lines
-// {"timestamp": <epoch ms>, "message": "..."}, one per log event, so that a later CloudWatch Logs
-// API can serve them as they are:
-//
-//	<DataDir>/lambda/logs/<account>/<region>/<function>/<url-escaped stream name>.jsonl
-type logStore struct {
-	dir    string
-	region string
-}
+// Function logs go to CloudWatch Logs (internal/logs) as on AWS: a log group /aws/lambda/<name>
+// per function, created with its first environment, and a log stream per execution environment.
 
-func (l logStore) open(account, function, stream string) (*logStream, error) {
-	dir := filepath.Join(l.dir, account, l.region, function)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("log stream: %w", err)
-	}
-	f, err := os.OpenFile(filepath.Join(dir, url.PathEscape(stream)+".jsonl"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("log stream: %w", err)
-	}
-	return &logStream{f: f, name: stream}, nil
-}
+// logGroup is the log group of a function's logs.
+func logGroup(function string) string { return "/aws/lambda/" + function }
 
 // logStream is one environment's log stream.
 type logStream struct {
-	mu   sync.Mutex
-	f    *os.File
-	name string
+	w *logs.Writer
 }
 
-type logEvent struct {
-	Timestamp int64  `json:"timestamp"`
-	Message   string `json:"message"`
+func (s *Service) openLogStream(account, function, stream string) (*logStream, error) {
+	w, err := s.cfg.Logs.OpenWriter(account, s.cfg.Region, logGroup(function), stream)
+	if err != nil {
+		return nil, err
+	}
+	return &logStream{w: w}, nil
 }
 
 // write appends one log event.
-func (s *logStream) write(msg []byte) {
-	b, _ := json.Marshal(logEvent{Timestamp: time.Now().UnixMilli(), Message: string(msg)})
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.f.Write(append(b, '\n'))
-}
+func (s *logStream) write(msg []byte) { s.w.Write(msg) }
 
 func (s *logStream) printf(format string, args ...any) { s.write(fmt.Appendf(nil, format, args...)) }
 
-func (s *logStream) Close() error { return s.f.Close() }
+func (s *logStream) Close() error { return s.w.Close() }
+
+// migrateLogs moves the log streams of the layout before CloudWatch Logs
+// (<DataDir>/lambda/logs/<account>/<region>/<function>/<url-escaped stream>.jsonl) into their
+// log groups.
+func (s *Service) migrateLogs() error {
+	old := filepath.Join(s.cfg.DataDir, "lambda", "logs")
+	streams, err := filepath.Glob(filepath.Join(old, "*", "*", "*", "*.jsonl"))
+	if err != nil {
+		return err
+	}
+	for _, path := range streams {
+		rel, _ := filepath.Rel(old, path)
+		parts := strings.Split(rel, string(filepath.Separator))
+		stream, err := url.PathUnescape(strings.TrimSuffix(parts[3], ".jsonl"))
+		if err != nil {
+			continue
+		}
+		if err := s.cfg.Logs.Adopt(parts[0], parts[1], logGroup(parts[2]), stream, path); err != nil {
+			return fmt.Errorf("move function logs: %w", err)
+		}
+	}
+	if err := os.RemoveAll(old); err != nil {
+		return fmt.Errorf("move function logs: %w", err)
+	}
+	return nil
+}
 
 // tailBuffer keeps the last maxTail bytes of one invocation's log, for X-Amz-Log-Result.
 type tailBuffer struct {

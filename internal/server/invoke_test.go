@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"strconv"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	cwltypes "github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
@@ -301,20 +304,14 @@ func TestInvokeEvent(t *testing.T) {
 		Payload: []byte(`{"big": "` + strings.Repeat("x", 300<<10) + `"}`)})
 	wantAPIError(t, err, "RequestEntityTooLargeException", 413)
 	// The event runs in the background and its log lands in the function's log group.
-	dir := s.DataDir + "/lambda/logs/" + s.Identity().Account().ID + "/us-east-1/async"
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		var all strings.Builder
-		entries, _ := os.ReadDir(dir)
-		for _, e := range entries {
-			b, _ := os.ReadFile(dir + "/" + e.Name())
-			all.Write(b)
-		}
-		if strings.Contains(all.String(), `got 42`) && strings.Contains(all.String(), `REPORT RequestId:`) {
+		all := functionLogs(t, s, "async")
+		if strings.Contains(all, `got 42`) && strings.Contains(all, `REPORT RequestId:`) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the event did not run within 30 s; log group:\n%s", all.String())
+			t.Fatalf("the event did not run within 30 s; log group:\n%s", all)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -345,15 +342,24 @@ func TestIdleEnvironmentsAreReclaimed(t *testing.T) {
 	}
 }
 
-// functionLogs returns everything in a function's log group.
+// functionLogs returns every message in a function's log group, read with FilterLogEvents.
 func functionLogs(t *testing.T, s *servertest.Server, name string) string {
 	t.Helper()
-	dir := s.DataDir + "/lambda/logs/" + s.Identity().Account().ID + "/us-east-1/" + name
+	c := cloudwatchlogs.NewFromConfig(s.Config(t, nil))
 	var all strings.Builder
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		b, _ := os.ReadFile(dir + "/" + e.Name())
-		all.Write(b)
+	p := cloudwatchlogs.NewFilterLogEventsPaginator(c, &cloudwatchlogs.FilterLogEventsInput{LogGroupName: aws.String("/aws/lambda/" + name)})
+	for p.HasMorePages() {
+		out, err := p.NextPage(context.Background())
+		var nf *cwltypes.ResourceNotFoundException
+		if errors.As(err, &nf) {
+			return "" // no environment has started yet
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range out.Events {
+			all.WriteString(aws.ToString(e.Message))
+		}
 	}
 	return all.String()
 }

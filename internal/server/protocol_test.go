@@ -68,7 +68,7 @@ func TestProtocolsOfLaterServices(t *testing.T) {
 	ctx := context.Background()
 	_, err := lambda.NewFromConfig(cfg).GetAccountSettings(ctx, &lambda.GetAccountSettingsInput{})
 	wantAPIError(t, err, "UnknownOperationException", 404)
-	_, err = cloudwatchlogs.NewFromConfig(cfg).DescribeLogGroups(ctx, &cloudwatchlogs.DescribeLogGroupsInput{})
+	_, err = cloudwatchlogs.NewFromConfig(cfg).DescribeQueries(ctx, &cloudwatchlogs.DescribeQueriesInput{})
 	wantAPIError(t, err, "UnknownOperationException", 400)
 	_, err = apigatewayv2.NewFromConfig(cfg).GetDomainNames(ctx, &apigatewayv2.GetDomainNamesInput{})
 	wantAPIError(t, err, "UnknownOperationException", 404)

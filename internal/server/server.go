@@ -24,6 +24,7 @@ import (
 	"github.com/nubis/nubis/internal/identity"
 	"github.com/nubis/nubis/internal/image"
 	"github.com/nubis/nubis/internal/lambda"
+	"github.com/nubis/nubis/internal/logs"
 	"github.com/nubis/nubis/internal/machine"
 	"github.com/nubis/nubis/internal/machine/container"
 	"github.com/nubis/nubis/internal/sandbox"
@@ -98,6 +99,7 @@ type Server struct {
 	lambda   *lambda.Service
 	ec2      *ec2.Service
 	execute  *execute.Handler
+	logs     *logs.Store
 	listener net.Listener
 	http     *http.Server
 }
@@ -156,7 +158,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	undo = append(undo, func() { s.listener.Close() })
-	lcfg := lambda.Config{Store: s.store, DataDir: cfg.DataDir, Region: cfg.Region,
+	s.logs = &logs.Store{Dir: filepath.Join(cfg.DataDir, "logs")}
+	lcfg := lambda.Config{Store: s.store, DataDir: cfg.DataDir, Region: cfg.Region, Logs: s.logs,
 		Presign: s.presign, Log: cfg.Log.With("component", "lambda"), KeepWarm: cfg.KeepWarm,
 		AccountConcurrency: cfg.LambdaConcurrency, EventRetryDelays: cfg.EventRetryDelays}
 	if drv, why := sandboxDriver(ctx, cfg); drv != nil {
@@ -202,7 +205,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		apis.API(),
 		// CloudWatch Logs speaks its protocol from here on; its operations arrive with their own
 		// issue, and until then every call is answered with UnknownOperationException.
-		&awsproto.JSONService{Name: "logs", TargetPrefix: "Logs_20140328", Log: cfg.Log.With("component", "logs")},
+		logs.New(s.logs, cfg.Log.With("component", "logs")).API(),
 	} {
 		s.services[svc.SigningName()] = svc
 	}

@@ -64,7 +64,7 @@ def lambda_handler(event, context):
 
 // TestLambdaWalkthrough follows the issue's walkthrough with Debian's aws CLI v2: create
 // calculate_mean, invoke it with a payload file, read the log tail, change the code, deploy,
-// invoke again.
+// invoke again, read the logs with aws logs tail.
 func TestLambdaWalkthrough(t *testing.T) {
 	needRoot(t)
 	needDebianAWS(t)
@@ -110,6 +110,18 @@ func TestLambdaWalkthrough(t *testing.T) {
 	got, _ = os.ReadFile(out)
 	if string(got) != `{"statusCode": 200, "body": 3.0, "n": 5}` {
 		t.Fatalf("after the update, output.json = %s", got)
+	}
+	// Both invocations' logs, as CloudWatch Logs serves them: aws logs tail reads the group.
+	tail := c.ok("logs", "tail", "/aws/lambda/calculate_mean", "--since", "1h", "--format", "short")
+	if n := strings.Count(tail, "computing the mean of [1, 2, 3, 4, 5]"); n != 2 || strings.Count(tail, "REPORT RequestId:") != 2 {
+		t.Fatalf("aws logs tail: %d invocations logged:\n%s", n, tail)
+	}
+	var groups struct {
+		LogGroups []struct{ LogGroupName string }
+	}
+	json.Unmarshal([]byte(c.ok("logs", "describe-log-groups", "--log-group-name-prefix", "/aws/lambda/")), &groups)
+	if len(groups.LogGroups) != 1 || groups.LogGroups[0].LogGroupName != "/aws/lambda/calculate_mean" {
+		t.Fatalf("describe-log-groups: %+v", groups)
 	}
 	_, errOut, code := c.run("lambda", "invoke", "--function-name", "nope", out)
 	if code == 0 || !strings.Contains(errOut, "ResourceNotFoundException") {
@@ -223,7 +235,7 @@ func TestQueuedEventSurvivesSIGKILL(t *testing.T) {
 		"--payload", `{"mark": "m1"}`, filepath.Join(dir, "out.json"))
 	logs := func() string {
 		var all strings.Builder
-		root := filepath.Join(dataDir, "lambda", "logs")
+		root := filepath.Join(dataDir, "logs")
 		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 			if err == nil && !d.IsDir() {
 				b, _ := os.ReadFile(p)

@@ -1,0 +1,101 @@
+package logs
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestPattern(t *testing.T) {
+	for _, tc := range []struct {
+		pattern string
+		match   []string
+		miss    []string
+	}{
+		{"", []string{"", "anything"}, nil},
+		{"ERROR", []string{"an ERROR here", "ERROR"}, []string{"an error here", "ERR"}},
+		{"ERROR disk", []string{"ERROR: disk full"}, []string{"ERROR: net down", "disk full"}},
+		{"?ERROR ?WARN", []string{"WARN low", "ERROR x"}, []string{"INFO ok"}},
+		{"ERROR -timeout", []string{"ERROR disk"}, []string{"ERROR timeout"}},
+		{`"disk full" ?a ?b`, []string{"disk full a", "b disk full"}, []string{"disk full c", "disk  full a"}},
+		{`  "REPORT RequestId:"  `, []string{"REPORT RequestId: 1"}, []string{"REPORT Request"}},
+		{`""`, []string{"x"}, nil},
+	} {
+		p, err := ParsePattern(tc.pattern)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.pattern, err)
+		}
+		for _, m := range tc.match {
+			if !p.Match(m) {
+				t.Errorf("%q does not match %q", tc.pattern, m)
+			}
+		}
+		for _, m := range tc.miss {
+			if p.Match(m) {
+				t.Errorf("%q matches %q", tc.pattern, m)
+			}
+		}
+	}
+	for _, bad := range []string{`{ $.level = "ERROR" }`, "[ip, user]", "%ERR.*%", `"open`, `"a"b`, "a\"b", "?", "- x"} {
+		if _, err := ParsePattern(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+func FuzzParsePattern(f *testing.F) {
+	for _, s := range []string{"", "ERROR", `"a b" ?c -d`, "{ $.x = 1 }", `"`, "? -", "a\tb"} {
+		f.Add(s, "a b c")
+	}
+	f.Fuzz(func(t *testing.T, pattern, msg string) {
+		p, err := ParsePattern(pattern)
+		if err != nil {
+			return
+		}
+		p.Match(msg)
+		for _, terms := range [][]string{p.all, p.any, p.none} {
+			if slices.Contains(terms, "") {
+				t.Fatalf("%q: an empty term", pattern)
+			}
+		}
+		// The required terms, written out, match when nothing is excluded or optional.
+		if len(p.none) == 0 && len(p.any) == 0 && !p.Match(strings.Join(p.all, " ")) {
+			t.Fatalf("%q does not match its own terms", pattern)
+		}
+	})
+}
+
+// TestEventsSkipPartialLines: a line being written (no newline yet) and a line that does not
+// parse are not events.
+func TestEventsSkipPartialLines(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	w, err := s.OpenWriter("1", "r", "/g", "st")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("one"))
+	w.Close()
+	path := s.streamPath("1", "r", "/g", "st")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("not json\n{\"timestamp\": 5, \"message\": \"half")
+	f.Close()
+	events, err := s.Events("1", "r", "/g", "st")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []string
+	for _, e := range events {
+		msgs = append(msgs, e.Message)
+	}
+	if !slices.Equal(msgs, []string{"one"}) {
+		t.Fatalf("events %q", msgs)
+	}
+	if st, err := s.Streams("1", "r", "/g"); err != nil || len(st) != 1 || st[0].FirstEvent == 0 || filepath.Base(path) != "st.jsonl" {
+		t.Fatalf("streams %+v %v", st, err)
+	}
+}
