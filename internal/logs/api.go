@@ -1,6 +1,7 @@
 package logs
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -87,16 +88,19 @@ func checkStreamName(name string) error {
 }
 
 // groupFrom returns the group a request names by logGroupName or logGroupIdentifier (a name or
-// an ARN).
-func groupFrom(name, identifier string) (string, error) {
+// an ARN, which must be of the caller's account and this region).
+func groupFrom(r *awsproto.Request, name, identifier string) (string, error) {
 	switch {
 	case name != "" && identifier != "":
 		return "", invalid("LogGroup name and LogGroup ARN are mutually exclusive parameters.")
 	case identifier != "":
 		if strings.HasPrefix(identifier, "arn:") {
 			parts := strings.SplitN(identifier, ":", 7)
-			if len(parts) < 7 || parts[5] != "log-group" {
+			if len(parts) < 7 || parts[2] != "logs" || parts[5] != "log-group" {
 				return "", invalid("The log group identifier %q is not a log group name or ARN.", identifier)
+			}
+			if parts[3] != r.Region || parts[4] != r.Caller.AccountID {
+				return "", awsproto.Errorf(400, "ResourceNotFoundException", "The specified log group does not exist.")
 			}
 			name = strings.TrimSuffix(parts[6], ":*")
 		} else {
@@ -137,17 +141,23 @@ func (s *Service) createLogGroup(_ context.Context, r *awsproto.Request) (any, e
 	return nil, apiError(err, "log group")
 }
 
-func (s *Service) deleteLogGroup(_ context.Context, r *awsproto.Request) (any, error) {
+// decodeGroupName decodes a request whose only member is logGroupName.
+func decodeGroupName(r *awsproto.Request) (string, error) {
 	var in struct {
 		LogGroupName string `json:"logGroupName"`
 	}
 	if err := awsproto.DecodeJSON(r.Body, &in); err != nil {
+		return "", err
+	}
+	return in.LogGroupName, checkGroupName(in.LogGroupName)
+}
+
+func (s *Service) deleteLogGroup(_ context.Context, r *awsproto.Request) (any, error) {
+	group, err := decodeGroupName(r)
+	if err != nil {
 		return nil, err
 	}
-	if err := checkGroupName(in.LogGroupName); err != nil {
-		return nil, err
-	}
-	return nil, apiError(s.store.DeleteGroup(r.Caller.AccountID, r.Region, in.LogGroupName), "log group")
+	return nil, apiError(s.store.DeleteGroup(r.Caller.AccountID, r.Region, group), "log group")
 }
 
 type logGroupOut struct {
@@ -253,21 +263,22 @@ func (s *Service) putRetentionPolicy(_ context.Context, r *awsproto.Request) (an
 		return nil, invalid("1 validation error detected: Value '%s' at 'retentionInDays' failed to satisfy constraint: "+
 			"Member must satisfy enum value set: %v", days, validRetention)
 	}
-	err := s.store.UpdateGroup(r.Caller.AccountID, r.Region, in.LogGroupName, func(g *Group) { g.RetentionDays = *in.RetentionInDays })
+	err := s.store.UpdateGroup(r.Caller.AccountID, r.Region, in.LogGroupName, func(g *Group) error {
+		g.RetentionDays = *in.RetentionInDays
+		return nil
+	})
 	return nil, apiError(err, "log group")
 }
 
 func (s *Service) deleteRetentionPolicy(_ context.Context, r *awsproto.Request) (any, error) {
-	var in struct {
-		LogGroupName string `json:"logGroupName"`
-	}
-	if err := awsproto.DecodeJSON(r.Body, &in); err != nil {
+	group, err := decodeGroupName(r)
+	if err != nil {
 		return nil, err
 	}
-	if err := checkGroupName(in.LogGroupName); err != nil {
-		return nil, err
-	}
-	err := s.store.UpdateGroup(r.Caller.AccountID, r.Region, in.LogGroupName, func(g *Group) { g.RetentionDays = 0 })
+	err = s.store.UpdateGroup(r.Caller.AccountID, r.Region, group, func(g *Group) error {
+		g.RetentionDays = 0
+		return nil
+	})
 	return nil, apiError(err, "log group")
 }
 
@@ -343,7 +354,7 @@ func (s *Service) describeLogStreams(_ context.Context, r *awsproto.Request) (an
 	if err := awsproto.DecodeJSON(r.Body, &in); err != nil {
 		return nil, err
 	}
-	group, err := groupFrom(in.LogGroupName, in.LogGroupIdentifier)
+	group, err := groupFrom(r, in.LogGroupName, in.LogGroupIdentifier)
 	if err != nil {
 		return nil, err
 	}
@@ -361,21 +372,41 @@ func (s *Service) describeLogStreams(_ context.Context, r *awsproto.Request) (an
 		return nil, invalid("1 validation error detected: Value '%s' at 'orderBy' failed to satisfy constraint: "+
 			"Member must satisfy enum value set: [LogStreamName, LastEventTime]", in.OrderBy)
 	}
-	start := 0
+	// The order, and the token: the key (last event, name) of the last stream of the page before.
+	order := func(a, b Stream) int { return strings.Compare(a.Name, b.Name) }
+	if in.OrderBy == "LastEventTime" {
+		order = func(a, b Stream) int {
+			return cmp.Or(cmp.Compare(a.LastEvent, b.LastEvent), strings.Compare(a.Name, b.Name))
+		}
+	}
+	var after *Stream
 	if in.NextToken != "" {
 		tok, err := fromNameToken(in.NextToken)
-		if start, err = strconv.Atoi(tok); err != nil || start < 0 {
+		if err != nil {
+			return nil, err
+		}
+		last, name, ok := strings.Cut(tok, "/")
+		t, aerr := strconv.ParseInt(last, 10, 64)
+		if !ok || aerr != nil {
 			return nil, invalid("The specified nextToken is invalid.")
 		}
+		after = &Stream{Name: name, LastEvent: t}
 	}
 	streams, err := s.store.Streams(r.Caller.AccountID, r.Region, group)
 	if err != nil {
 		return nil, apiError(err, "log group")
 	}
-	streams = slices.DeleteFunc(streams, func(st Stream) bool { return !strings.HasPrefix(st.Name, in.LogStreamNamePrefix) })
-	if in.OrderBy == "LastEventTime" {
-		slices.SortStableFunc(streams, func(a, b Stream) int { return int(a.LastEvent - b.LastEvent) })
-	}
+	streams = slices.DeleteFunc(streams, func(st Stream) bool {
+		if !strings.HasPrefix(st.Name, in.LogStreamNamePrefix) {
+			return true
+		}
+		if after == nil {
+			return false
+		}
+		c := order(st, *after)
+		return (!in.Descending && c <= 0) || (in.Descending && c >= 0)
+	})
+	slices.SortFunc(streams, order)
 	if in.Descending {
 		slices.Reverse(streams)
 	}
@@ -384,12 +415,12 @@ func (s *Service) describeLogStreams(_ context.Context, r *awsproto.Request) (an
 		NextToken  string         `json:"nextToken,omitempty"`
 	}{LogStreams: []logStreamOut{}}
 	arn := s.groupARN(r, group)
-	for i := start; i < len(streams); i++ {
-		if len(out.LogStreams) == limit {
-			out.NextToken = nameToken(strconv.Itoa(i))
+	for i, st := range streams {
+		if i == limit {
+			last := streams[i-1]
+			out.NextToken = nameToken(strconv.FormatInt(last.LastEvent, 10) + "/" + last.Name)
 			break
 		}
-		st := streams[i]
 		out.LogStreams = append(out.LogStreams, logStreamOut{LogStreamName: st.Name, CreationTime: st.Created,
 			FirstEventTimestamp: st.FirstEvent, LastEventTimestamp: st.LastEvent, LastIngestionTime: st.LastIngestion,
 			Arn: arn + ":log-stream:" + st.Name, StoredBytes: st.Bytes})

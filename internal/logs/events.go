@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -70,7 +71,7 @@ func (s *Service) putLogEvents(_ context.Context, r *awsproto.Request) (any, err
 		return nil, invalid("Upload too large: %d bytes exceeds limit of %d", size, maxBatchBytes)
 	}
 	first, last := *in.LogEvents[0].Timestamp, *in.LogEvents[len(in.LogEvents)-1].Timestamp
-	if time.Duration(last-first)*time.Millisecond > maxBatchSpan {
+	if last-first > maxBatchSpan.Milliseconds() {
 		return nil, invalid("The batch of log events in a single PutLogEvents request cannot span more than 24 hours.")
 	}
 	g, err := s.store.Group(r.Caller.AccountID, r.Region, in.LogGroupName)
@@ -121,19 +122,22 @@ func (s *Service) putLogEvents(_ context.Context, r *awsproto.Request) (any, err
 	return out, nil
 }
 
-// window selects events by time: [start, end) in epoch ms, unset ends open; the group's
-// retention drops older events.
+// window selects events by time: from start, up to end (GetLogEvents leaves events at end out,
+// FilterLogEvents keeps them), in epoch ms, unset ends open; the group's retention drops older
+// events.
 type window struct {
-	start, end *int64
-	expired    int64
+	start, end   *int64
+	inclusiveEnd bool
+	expired      int64
 }
 
 func (w window) has(e Event) bool {
-	return e.Timestamp >= w.expired && (w.start == nil || e.Timestamp >= *w.start) && (w.end == nil || e.Timestamp < *w.end)
+	return e.Timestamp >= w.expired && (w.start == nil || e.Timestamp >= *w.start) &&
+		(w.end == nil || e.Timestamp < *w.end || (w.inclusiveEnd && e.Timestamp == *w.end))
 }
 
-func (s *Service) window(g Group, start, end *int64) window {
-	w := window{start: start, end: end, expired: -1 << 63}
+func (s *Service) window(g Group, start, end *int64, inclusiveEnd bool) window {
+	w := window{start: start, end: end, inclusiveEnd: inclusiveEnd, expired: -1 << 63}
 	if g.RetentionDays > 0 {
 		w.expired = s.now().UnixMilli() - int64(g.RetentionDays)*24*time.Hour.Milliseconds()
 	}
@@ -158,20 +162,57 @@ type outputEvent struct {
 	IngestionTime int64  `json:"ingestionTime"`
 }
 
-// GetLogEvents' tokens are f/<index> and b/<index>, positions in the stream's events in the
-// window, in time order: forward tokens read on from there, backward tokens back from there. At
-// the end of the stream the forward token comes back unchanged, which is how clients know to stop.
-func eventToken(dir byte, i int) string { return fmt.Sprintf("%c/%020d", dir, i) }
+// GetLogEvents' tokens are f/<timestamp>/<offset> and b/<timestamp>/<offset>: the key (in time
+// order, then the order written) of the last event a page returned, to read on after it, or of
+// the first, to read back before it. Keys stay right while events are appended. At the end of the
+// stream the token comes back unchanged, which is how clients know to stop.
+type eventKey struct{ ts, off int64 }
 
-func fromEventToken(tok string) (byte, int, error) {
+func keyOf(e Event) eventKey { return eventKey{e.Timestamp, e.Offset} }
+
+func (k eventKey) cmp(e Event) int {
+	return cmp.Or(cmp.Compare(e.Timestamp, k.ts), cmp.Compare(e.Offset, k.off))
+}
+
+func eventToken(dir byte, k eventKey) string { return fmt.Sprintf("%c/%d/%d", dir, k.ts, k.off) }
+
+func fromEventToken(tok string) (byte, eventKey, error) {
+	bad := invalid("The specified nextToken is invalid.")
 	if len(tok) < 3 || (tok[0] != 'f' && tok[0] != 'b') || tok[1] != '/' {
-		return 0, 0, invalid("The specified nextToken is invalid.")
+		return 0, eventKey{}, bad
 	}
-	i, err := strconv.Atoi(tok[2:])
-	if err != nil || i < 0 {
-		return 0, 0, invalid("The specified nextToken is invalid.")
+	ts, off, ok := strings.Cut(tok[2:], "/")
+	var k eventKey
+	var err1, err2 error
+	k.ts, err1 = strconv.ParseInt(ts, 10, 64)
+	k.off, err2 = strconv.ParseInt(off, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, eventKey{}, bad
 	}
-	return tok[0], i, nil
+	return tok[0], k, nil
+}
+
+// Before every event and after every event, for the tokens of pages with none.
+var (
+	keyFirst = eventKey{-1 << 63, -1}
+	keyLast  = eventKey{1<<63 - 1, 1<<63 - 1}
+)
+
+// cut returns how many of events, taken in order, fit in a response of maxResponse bytes (at
+// least one).
+func cut(events []Event, reverse bool) int {
+	size := 0
+	for i := range events {
+		e := events[i]
+		if reverse {
+			e = events[len(events)-1-i]
+		}
+		size += len(e.Message) + eventOverhead
+		if size > maxResponse && i > 0 {
+			return i
+		}
+	}
+	return len(events)
 }
 
 func (s *Service) getLogEvents(_ context.Context, r *awsproto.Request) (any, error) {
@@ -188,7 +229,7 @@ func (s *Service) getLogEvents(_ context.Context, r *awsproto.Request) (any, err
 	if err := awsproto.DecodeJSON(r.Body, &in); err != nil {
 		return nil, err
 	}
-	group, err := groupFrom(in.LogGroupName, in.LogGroupIdentifier)
+	group, err := groupFrom(r, in.LogGroupName, in.LogGroupIdentifier)
 	if err != nil {
 		return nil, err
 	}
@@ -199,9 +240,9 @@ func (s *Service) getLogEvents(_ context.Context, r *awsproto.Request) (any, err
 	if err != nil {
 		return nil, err
 	}
-	dir, pos := byte('f'), -1
-	if in.NextToken != "" {
-		if dir, pos, err = fromEventToken(in.NextToken); err != nil {
+	dir, key, tokened := byte('f'), eventKey{}, in.NextToken != ""
+	if tokened {
+		if dir, key, err = fromEventToken(in.NextToken); err != nil {
 			return nil, err
 		}
 	}
@@ -213,46 +254,41 @@ func (s *Service) getLogEvents(_ context.Context, r *awsproto.Request) (any, err
 	if err != nil {
 		return nil, s.streamError(r, group, err)
 	}
-	w := s.window(g, in.StartTime, in.EndTime)
+	w := s.window(g, in.StartTime, in.EndTime, false)
 	events := slices.DeleteFunc(all, func(e Event) bool { return !w.has(e) })
 	slices.SortStableFunc(events, func(a, b Event) int { return cmp.Compare(a.Timestamp, b.Timestamp) })
 
-	n := len(events)
-	var from, to int
+	// The page: after the key (forwards) or before it (backwards); without a token, the first
+	// events (startFromHead) or the last.
+	var page []Event
+	backward := dir == 'b' || (!tokened && !in.StartFromHead)
 	switch {
-	case pos < 0 && in.StartFromHead:
-		from, to = 0, min(limit, n)
-	case pos < 0:
-		from, to = max(0, n-limit), n
+	case !tokened:
 	case dir == 'f':
-		from = min(pos, n)
-		to = min(from+limit, n)
+		events = events[sort.Search(len(events), func(i int) bool { return key.cmp(events[i]) > 0 }):]
 	default:
-		to = min(pos, n)
-		from = max(0, to-limit)
+		events = events[:sort.Search(len(events), func(i int) bool { return key.cmp(events[i]) >= 0 })]
 	}
-	// At most 1 MB of events: cut from the far end of the reading direction.
-	backward := dir == 'b' || (pos < 0 && !in.StartFromHead)
-	for size := 0; ; {
-		size = 0
-		for _, e := range events[from:to] {
-			size += len(e.Message) + eventOverhead
-		}
-		if size <= maxResponse || to-from <= 1 {
-			break
-		}
-		if backward {
-			from++
-		} else {
-			to--
-		}
+	if backward {
+		page = events[max(0, len(events)-limit):]
+		page = page[len(page)-cut(page, true):]
+	} else {
+		page = events[:min(limit, len(events))]
+		page = page[:cut(page, false)]
+	}
+	fwd, bwd := keyFirst, keyLast
+	if tokened {
+		fwd, bwd = key, key
+	}
+	if len(page) > 0 {
+		fwd, bwd = keyOf(page[len(page)-1]), keyOf(page[0])
 	}
 	out := struct {
 		Events            []outputEvent `json:"events"`
 		NextForwardToken  string        `json:"nextForwardToken"`
 		NextBackwardToken string        `json:"nextBackwardToken"`
-	}{Events: make([]outputEvent, 0, to-from), NextForwardToken: eventToken('f', to), NextBackwardToken: eventToken('b', from)}
-	for _, e := range events[from:to] {
+	}{Events: make([]outputEvent, 0, len(page)), NextForwardToken: eventToken('f', fwd), NextBackwardToken: eventToken('b', bwd)}
+	for _, e := range page {
 		out.Events = append(out.Events, outputEvent{Timestamp: e.Timestamp, Message: e.Message, IngestionTime: e.IngestionTime})
 	}
 	return out, nil
@@ -264,6 +300,7 @@ type filteredEvent struct {
 	Message       string `json:"message"`
 	IngestionTime int64  `json:"ingestionTime"`
 	EventID       string `json:"eventId"`
+	offset        int64
 }
 
 // eventID is an event's id: stable across calls (aws logs tail --follow tells new events from
@@ -274,20 +311,39 @@ func eventID(stream string, offset int64) string {
 	return fmt.Sprintf("%020d%020d", h.Sum64(), offset)
 }
 
-// FilterLogEvents' nextToken is the index of the next event among those the filter selects, in
-// time order.
-func filterToken(i int) string {
-	return base64.RawURLEncoding.EncodeToString([]byte("e:" + strconv.Itoa(i)))
+// FilterLogEvents' nextToken is the key (timestamp, stream, offset) of the last event of the page
+// before; the next page starts after it, in that order. Keys stay right while events are
+// appended and streams come and go.
+type filterKey struct {
+	ts     int64
+	stream string
+	off    int64
 }
 
-func fromFilterToken(tok string) (int, error) {
+func (k filterKey) cmp(e filteredEvent) int {
+	return cmp.Or(cmp.Compare(e.Timestamp, k.ts), strings.Compare(e.LogStreamName, k.stream), cmp.Compare(e.offset, k.off))
+}
+
+func filterToken(e filteredEvent) string {
+	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "e:%d:%d:%s", e.Timestamp, e.offset, e.LogStreamName))
+}
+
+func fromFilterToken(tok string) (filterKey, error) {
+	bad := invalid("The specified nextToken is invalid.")
 	b, err := base64.RawURLEncoding.DecodeString(tok)
 	rest, ok := strings.CutPrefix(string(b), "e:")
-	i, aerr := strconv.Atoi(rest)
-	if err != nil || !ok || aerr != nil || i < 0 {
-		return 0, invalid("The specified nextToken is invalid.")
+	parts := strings.SplitN(rest, ":", 3)
+	if err != nil || !ok || len(parts) != 3 {
+		return filterKey{}, bad
 	}
-	return i, nil
+	k := filterKey{stream: parts[2]}
+	var err1, err2 error
+	k.ts, err1 = strconv.ParseInt(parts[0], 10, 64)
+	k.off, err2 = strconv.ParseInt(parts[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return filterKey{}, bad
+	}
+	return k, nil
 }
 
 func (s *Service) filterLogEvents(_ context.Context, r *awsproto.Request) (any, error) {
@@ -306,7 +362,7 @@ func (s *Service) filterLogEvents(_ context.Context, r *awsproto.Request) (any, 
 	if err := awsproto.DecodeJSON(r.Body, &in); err != nil {
 		return nil, err
 	}
-	group, err := groupFrom(in.LogGroupName, in.LogGroupIdentifier)
+	group, err := groupFrom(r, in.LogGroupName, in.LogGroupIdentifier)
 	if err != nil {
 		return nil, err
 	}
@@ -334,11 +390,13 @@ func (s *Service) filterLogEvents(_ context.Context, r *awsproto.Request) (any, 
 	if err != nil {
 		return nil, invalid("Invalid filter pattern: %v", err)
 	}
-	start := 0
+	var after *filterKey
 	if in.NextToken != "" {
-		if start, err = fromFilterToken(in.NextToken); err != nil {
+		k, err := fromFilterToken(in.NextToken)
+		if err != nil {
 			return nil, err
 		}
+		after = &k
 	}
 	g, err := s.store.Group(r.Caller.AccountID, r.Region, group)
 	if err != nil {
@@ -348,16 +406,13 @@ func (s *Service) filterLogEvents(_ context.Context, r *awsproto.Request) (any, 
 	if err != nil {
 		return nil, apiError(err, "log group")
 	}
-	w := s.window(g, in.StartTime, in.EndTime)
-	type searched struct {
-		LogStreamName      string `json:"logStreamName"`
-		SearchedCompletely bool   `json:"searchedCompletely"`
-	}
+	w := s.window(g, in.StartTime, in.EndTime, true)
 	out := struct {
-		Events             []filteredEvent `json:"events"`
-		SearchedLogStreams []searched      `json:"searchedLogStreams"`
-		NextToken          string          `json:"nextToken,omitempty"`
-	}{Events: []filteredEvent{}, SearchedLogStreams: []searched{}}
+		Events []filteredEvent `json:"events"`
+		// Deprecated on AWS (every stream is searched completely); empty, as paginators merge it.
+		SearchedLogStreams []struct{} `json:"searchedLogStreams"`
+		NextToken          string     `json:"nextToken,omitempty"`
+	}{Events: []filteredEvent{}, SearchedLogStreams: []struct{}{}}
 	var matched []filteredEvent
 	for _, st := range streams {
 		if (len(in.LogStreamNames) > 0 && !slices.Contains(in.LogStreamNames, st.Name)) || !strings.HasPrefix(st.Name, in.LogStreamNamePrefix) {
@@ -368,21 +423,21 @@ func (s *Service) filterLogEvents(_ context.Context, r *awsproto.Request) (any, 
 			continue // deleted meanwhile
 		}
 		for _, e := range events {
-			if w.has(e) && pattern.Match(e.Message) {
-				matched = append(matched, filteredEvent{LogStreamName: st.Name, Timestamp: e.Timestamp, Message: e.Message,
-					IngestionTime: e.IngestionTime, EventID: eventID(st.Name, e.Offset)})
+			fe := filteredEvent{LogStreamName: st.Name, Timestamp: e.Timestamp, Message: e.Message,
+				IngestionTime: e.IngestionTime, EventID: eventID(st.Name, e.Offset), offset: e.Offset}
+			if w.has(e) && (after == nil || after.cmp(fe) > 0) && pattern.Match(e.Message) {
+				matched = append(matched, fe)
 			}
 		}
-		out.SearchedLogStreams = append(out.SearchedLogStreams, searched{st.Name, true})
 	}
-	slices.SortStableFunc(matched, func(a, b filteredEvent) int {
-		return cmp.Or(cmp.Compare(a.Timestamp, b.Timestamp), strings.Compare(a.LogStreamName, b.LogStreamName))
+	slices.SortFunc(matched, func(a, b filteredEvent) int {
+		return filterKey{b.Timestamp, b.LogStreamName, b.offset}.cmp(a)
 	})
 	size := 0
-	for i := start; i < len(matched); i++ {
+	for i := 0; i < len(matched); i++ {
 		e := matched[i]
 		if len(out.Events) == limit || (len(out.Events) > 0 && size+len(e.Message)+eventOverhead > maxResponse) {
-			out.NextToken = filterToken(i)
+			out.NextToken = filterToken(matched[i-1])
 			break
 		}
 		size += len(e.Message) + eventOverhead

@@ -22,6 +22,9 @@ func TestPattern(t *testing.T) {
 		{`"disk full" ?a ?b`, []string{"disk full a", "b disk full"}, []string{"disk full c", "disk  full a"}},
 		{`  "REPORT RequestId:"  `, []string{"REPORT RequestId: 1"}, []string{"REPORT Request"}},
 		{`""`, []string{"x"}, nil},
+		{`?"ERROR" "MainThread" ?"WARN" "Deadlock"`, []string{"ERROR in MainThread", "WARN Deadlock"}, []string{"ERROR Deadlock", "WARN MainThread"}},
+		{`"say \"hi\"" "a\\b"`, []string{`say "hi" a\b`}, []string{`say hi a\b`}},
+		{"ERROR\ndisk", []string{"ERROR: disk"}, []string{"ERROR\ndis"}},
 	} {
 		p, err := ParsePattern(tc.pattern)
 		if err != nil {
@@ -55,13 +58,13 @@ func FuzzParsePattern(f *testing.F) {
 			return
 		}
 		p.Match(msg)
-		for _, terms := range [][]string{p.all, p.any, p.none} {
+		for _, terms := range append([][]string{p.all, p.none}, p.groups...) {
 			if slices.Contains(terms, "") {
 				t.Fatalf("%q: an empty term", pattern)
 			}
 		}
 		// The required terms, written out, match when nothing is excluded or optional.
-		if len(p.none) == 0 && len(p.any) == 0 && !p.Match(strings.Join(p.all, " ")) {
+		if len(p.none) == 0 && len(p.groups) == 0 && !p.Match(strings.Join(p.all, " ")) {
 			t.Fatalf("%q does not match its own terms", pattern)
 		}
 	})
@@ -95,7 +98,46 @@ func TestEventsSkipPartialLines(t *testing.T) {
 	if !slices.Equal(msgs, []string{"one"}) {
 		t.Fatalf("events %q", msgs)
 	}
-	if st, err := s.Streams("1", "r", "/g"); err != nil || len(st) != 1 || st[0].FirstEvent == 0 || filepath.Base(path) != "st.jsonl" {
+	if st, err := s.Streams("1", "r", "/g"); err != nil || len(st) != 1 || st[0].FirstEvent == 0 || filepath.Base(path) != "n-st.jsonl" {
 		t.Fatalf("streams %+v %v", st, err)
+	}
+	// Written to again: the cut-short line is dropped, the new event is whole.
+	w, err = s.OpenWriter("1", "r", "/g", "st")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("two"))
+	w.Close()
+	events, _ = s.Events("1", "r", "/g", "st")
+	if len(events) != 2 || events[1].Message != "two" {
+		t.Fatalf("after the next write: %+v", events)
+	}
+}
+
+// TestNames: any valid name is a group or stream of its own, "." and ".." and 512-character
+// names included, and deleting one touches no other.
+func TestNames(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	long := strings.Repeat("a/", 256)
+	for _, g := range []string{".", "..", "...", long, long[:511] + "b", "/x"} {
+		if err := s.CreateGroup("1", "r", Group{Name: g}); err != nil {
+			t.Fatalf("%q: %v", g, err)
+		}
+		for _, st := range []string{".", "..", long, "%2F"} {
+			if err := s.CreateStream("1", "r", g, st); err != nil {
+				t.Fatalf("%q %q: %v", g, st, err)
+			}
+		}
+	}
+	if err := s.DeleteGroup("1", "r", ".."); err != nil {
+		t.Fatal(err)
+	}
+	groups, err := s.Groups("1", "r")
+	if err != nil || len(groups) != 5 {
+		t.Fatalf("groups after deleting \"..\": %d %v", len(groups), err)
+	}
+	streams, err := s.Streams("1", "r", long)
+	if err != nil || len(streams) != 4 || !slices.ContainsFunc(streams, func(st Stream) bool { return st.Name == long }) {
+		t.Fatalf("streams of the long group: %+v %v", streams, err)
 	}
 }

@@ -6,16 +6,21 @@
 // event per line, read back from the file. A group is a directory with its settings beside its
 // streams:
 //
-//	<Dir>/<account>/<region>/<url-escaped group name>/group.json
-//	<Dir>/<account>/<region>/<url-escaped group name>/streams/<url-escaped stream name>.jsonl
+//	<Dir>/<account>/<region>/<group file name>/group.json
+//	<Dir>/<account>/<region>/<group file name>/streams/<stream file name>.jsonl
 //
-// A line is {"timestamp": <epoch ms>, "ingestionTime": <epoch ms>, "message": "..."}; a line
-// being written (no newline yet) is not read.
+// A file name is "n-" and the URL-escaped name or, for names too long for a file name, "h-" and
+// a hash of the name, with the name in <file name>.name beside the stream (group.json holds the
+// group's). A line is {"timestamp": <epoch ms>, "ingestionTime": <epoch ms>, "message": "..."};
+// a line being written (no newline yet) is not read, and cut off before the next append.
 package logs
 
 import (
 	"bufio"
 	"bytes"
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,12 +79,22 @@ func (s *Store) groupsDir(account, region string) string {
 	return filepath.Join(s.Dir, account, region)
 }
 
+// fileName is the name of the file or directory that holds a group or stream: never "." or "..",
+// never longer than a file name can be.
+func fileName(name string) string {
+	if e := url.PathEscape(name); len(e) <= 200 {
+		return "n-" + e
+	}
+	sum := sha256.Sum256([]byte(name))
+	return "h-" + hex.EncodeToString(sum[:20])
+}
+
 func (s *Store) groupDir(account, region, group string) string {
-	return filepath.Join(s.groupsDir(account, region), url.PathEscape(group))
+	return filepath.Join(s.groupsDir(account, region), fileName(group))
 }
 
 func (s *Store) streamPath(account, region, group, stream string) string {
-	return filepath.Join(s.groupDir(account, region, group), "streams", url.PathEscape(stream)+".jsonl")
+	return filepath.Join(s.groupDir(account, region, group), "streams", fileName(stream)+".jsonl")
 }
 
 // CreateGroup creates a log group; ErrAlreadyExists if there is one of that name.
@@ -108,15 +123,41 @@ func (s *Store) writeGroup(account, region string, g Group) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(s.groupDir(account, region, g.Name), groupFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("log group %s: %w", g.Name, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	dir := s.groupDir(account, region, g.Name)
+	if err := writeFileSync(filepath.Join(dir, groupFile), b); err != nil {
 		return fmt.Errorf("log group %s: %w", g.Name, err)
 	}
 	return nil
+}
+
+// writeFileSync replaces the file at path with data, durably: a temporary file, synced, renamed
+// over it, and the directory synced.
+func writeFileSync(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if serr := f.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // Group returns a log group; ErrNotFound if there is none.
@@ -135,21 +176,23 @@ func (s *Store) group(account, region, name string) (Group, error) {
 		return Group{}, fmt.Errorf("log group %s: %w", name, err)
 	}
 	var g Group
-	if err := json.Unmarshal(b, &g); err != nil {
-		return Group{}, fmt.Errorf("log group %s: %w", name, err)
+	if err := json.Unmarshal(b, &g); err != nil || g.Name != name {
+		return Group{}, fmt.Errorf("log group %s: unreadable settings (%v): %w", name, err, errdefs.ErrNotFound)
 	}
 	return g, nil
 }
 
-// UpdateGroup changes a log group's settings with f.
-func (s *Store) UpdateGroup(account, region, name string, f func(*Group)) error {
+// UpdateGroup changes a log group's settings with f; an error from f changes nothing.
+func (s *Store) UpdateGroup(account, region, name string, f func(*Group) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	g, err := s.group(account, region, name)
 	if err != nil {
 		return err
 	}
-	f(&g)
+	if err := f(&g); err != nil {
+		return err
+	}
 	g.Name = name
 	return s.writeGroup(account, region, g)
 }
@@ -161,12 +204,20 @@ func (s *Store) DeleteGroup(account, region, name string) error {
 	if _, err := s.group(account, region, name); err != nil {
 		return err
 	}
-	dir := s.groupDir(account, region, name)
-	// The settings go first: a crash part-way leaves no group, only files to remove again.
-	if err := os.Remove(filepath.Join(dir, groupFile)); err != nil {
+	// Moved out of the region at once, then removed: a crash part-way leaves only files in the
+	// trash, which the next DeleteGroup removes, never a group's old streams under a new group.
+	trash := filepath.Join(s.Dir, ".trash")
+	if err := os.MkdirAll(trash, 0o700); err != nil {
 		return fmt.Errorf("log group %s: %w", name, err)
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	gone, err := os.MkdirTemp(trash, "group-")
+	if err != nil {
+		return fmt.Errorf("log group %s: %w", name, err)
+	}
+	if err := os.Rename(s.groupDir(account, region, name), filepath.Join(gone, "g")); err != nil {
+		return fmt.Errorf("log group %s: %w", name, err)
+	}
+	if err := os.RemoveAll(trash); err != nil {
 		return fmt.Errorf("log group %s: %w", name, err)
 	}
 	return nil
@@ -185,16 +236,10 @@ func (s *Store) Groups(account, region string) ([]Group, error) {
 	}
 	var out []Group
 	for _, e := range entries {
-		name, err := url.PathUnescape(e.Name())
-		if err != nil || !e.IsDir() {
-			continue
-		}
-		g, err := s.group(account, region, name)
-		if errors.Is(err, errdefs.ErrNotFound) {
-			continue // a group deleted part-way
-		}
-		if err != nil {
-			return nil, err
+		b, err := os.ReadFile(filepath.Join(s.groupsDir(account, region), e.Name(), groupFile))
+		var g Group
+		if err != nil || json.Unmarshal(b, &g) != nil || fileName(g.Name) != e.Name() {
+			continue // not a group, or one whose settings were lost
 		}
 		out = append(out, g)
 	}
@@ -222,14 +267,41 @@ func (s *Store) CreateStream(account, region, group, stream string) error {
 	if _, err := s.group(account, region, group); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(s.streamPath(account, region, group, stream), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	path := s.streamPath(account, region, group, stream)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("log stream %s: %w", stream, errdefs.ErrAlreadyExists)
 	}
 	if err != nil {
 		return fmt.Errorf("log stream %s: %w", stream, err)
 	}
-	return f.Close()
+	f.Close()
+	if err := nameStream(path, stream); err != nil {
+		os.Remove(path)
+		return err
+	}
+	return nil
+}
+
+// nameStream writes the sidecar with the name of a stream whose file name is a hash.
+func nameStream(path, stream string) error {
+	if !strings.HasPrefix(filepath.Base(path), "h-") {
+		return nil
+	}
+	if err := writeFileSync(strings.TrimSuffix(path, ".jsonl")+".name", []byte(stream)); err != nil {
+		return fmt.Errorf("log stream %s: %w", stream, err)
+	}
+	return nil
+}
+
+// streamName returns the name of the stream in the file base.jsonl of dir.
+func streamName(dir, base string) (string, bool) {
+	if e, ok := strings.CutPrefix(base, "n-"); ok {
+		name, err := url.PathUnescape(e)
+		return name, err == nil
+	}
+	b, err := os.ReadFile(filepath.Join(dir, base+".name"))
+	return string(b), err == nil && strings.HasPrefix(base, "h-") && fileName(string(b)) == base
 }
 
 // DeleteStream deletes a log stream.
@@ -239,10 +311,12 @@ func (s *Store) DeleteStream(account, region, group, stream string) error {
 	if _, err := s.group(account, region, group); err != nil {
 		return err
 	}
-	err := os.Remove(s.streamPath(account, region, group, stream))
+	path := s.streamPath(account, region, group, stream)
+	err := os.Remove(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("log stream %s: %w", stream, errdefs.ErrNotFound)
 	}
+	os.Remove(strings.TrimSuffix(path, ".jsonl") + ".name")
 	return err
 }
 
@@ -262,8 +336,11 @@ func (s *Store) Streams(account, region, group string) ([]Stream, error) {
 	var out []Stream
 	for _, e := range entries {
 		base, ok := strings.CutSuffix(e.Name(), ".jsonl")
-		name, err := url.PathUnescape(base)
-		if !ok || err != nil {
+		if !ok {
+			continue
+		}
+		name, ok := streamName(dir, base)
+		if !ok {
 			continue
 		}
 		st, err := statStream(filepath.Join(dir, e.Name()))
@@ -306,7 +383,7 @@ func statStream(path string) (Stream, error) {
 		buf = buf[:bytes.LastIndexByte(buf, '\n')+1]
 		lines := bytes.Split(bytes.TrimSuffix(buf, []byte("\n")), []byte("\n"))
 		if json.Unmarshal(lines[len(lines)-1], &e) == nil {
-			st.LastEvent, st.LastIngestion = e.Timestamp, max(e.IngestionTime, e.Timestamp)
+			st.LastEvent, st.LastIngestion = e.Timestamp, cmp.Or(e.IngestionTime, e.Timestamp)
 		}
 	}
 	if st.LastEvent == 0 {
@@ -378,7 +455,7 @@ func (s *Store) Append(account, region, group, stream string, events []Event) er
 	if _, err := s.group(account, region, group); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(s.streamPath(account, region, group, stream), os.O_WRONLY|os.O_APPEND, 0)
+	f, err := openAppend(s.streamPath(account, region, group, stream), 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("log stream %s: %w", stream, errdefs.ErrNotFound)
 	}
@@ -422,7 +499,7 @@ func (s *Store) Adopt(account, region, group, stream, path string) error {
 	if err := os.Rename(path, dst); err != nil {
 		return fmt.Errorf("log stream %s: %w", stream, err)
 	}
-	return nil
+	return nameStream(dst, stream)
 }
 
 // Writer appends events to one stream, one write per event; Lambda's environments log through it.
@@ -443,11 +520,52 @@ func (s *Store) OpenWriter(account, region, group, stream string) (*Writer, erro
 	} else if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(s.streamPath(account, region, group, stream), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	path := s.streamPath(account, region, group, stream)
+	f, err := openAppend(path, os.O_CREATE)
+	if err == nil {
+		err = nameStream(path, stream)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("log stream %s: %w", stream, err)
 	}
 	return &Writer{f: f}, nil
+}
+
+// openAppend opens a stream's file for appending; a last line without its newline (a write cut
+// short by a crash) is cut off first, so that the next event starts a line of its own.
+func openAppend(path string, flag int) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|flag, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return f, err
+	}
+	last := make([]byte, 1)
+	if _, err := f.ReadAt(last, fi.Size()-1); err != nil || last[0] == '\n' {
+		return f, err
+	}
+	// Find the last newline, reading backwards in blocks.
+	end := fi.Size()
+	buf := make([]byte, 64<<10)
+	for end > 0 {
+		n := min(int64(len(buf)), end)
+		if _, err := f.ReadAt(buf[:n], end-n); err != nil {
+			f.Close()
+			return nil, err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			end = end - n + int64(i) + 1
+			break
+		}
+		end -= n
+	}
+	if err := f.Truncate(end); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // Write appends one event with the message msg, timestamped now.

@@ -152,6 +152,11 @@ func TestLogs(t *testing.T) {
 			t.Errorf("filter %q streams %v prefix %q: %q, want %q", tc.pattern, tc.streams, tc.prefix, got, tc.want)
 		}
 	}
+	// FilterLogEvents' endTime is inclusive (GetLogEvents' is not).
+	if got := filter(cloudwatchlogs.FilterLogEventsInput{StartTime: aws.Int64(t0.Add(5 * time.Millisecond).UnixMilli()),
+		EndTime: aws.Int64(t0.Add(6 * time.Millisecond).UnixMilli())}); !slices.Equal(got, []string{"line 05", "GET / 200", "line 06", "GET /missing 404"}) {
+		t.Errorf("filter [5, 6]: %q", got)
+	}
 	if got := filter(cloudwatchlogs.FilterLogEventsInput{}); len(got) != 31 || got[0] != "line 00" || got[6] != "GET / 200" {
 		t.Errorf("everything, interleaved by time: %d events %q", len(got), got)
 	}
