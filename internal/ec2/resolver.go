@@ -2,35 +2,48 @@ package ec2
 
 import (
 	"context"
-
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"strings"
 
+	"github.com/nubis/nubis/internal/errdefs"
 	"github.com/nubis/nubis/internal/machine"
 	"github.com/nubis/nubis/internal/network"
 	"github.com/nubis/nubis/internal/store"
 	"github.com/nubis/nubis/internal/vpcdns"
 )
 
-// The VPC's DNS resolver, as Amazon provides it at 169.254.169.253: served by nubis inside each
-// instance's network (UDP and TCP port 53). It answers the private DNS names of the instances of
-// the instance's VPC (ip-172-31-5-9.ec2.internal, and the reverse), and forwards every other name
-// to the host's resolvers.
+// The VPC's DNS resolver, as Amazon provides it at 169.254.169.253 and at the VPC's base address
+// plus two (172.31.0.2): served by nubis inside each instance's network (UDP and TCP port 53). It
+// answers the private DNS names of the instances of the instance's VPC (ip-172-31-5-9.ec2.internal,
+// and the reverse), and forwards every other name to the host's resolvers.
 
 func (f *fleet) serveDNS(t *tracked, m machine.Machine) {
-	addr := net.JoinHostPort(network.ResolverAddr.Addr().String(), "53")
-	pc, err := m.ListenPacket(f.ctx, "udp", addr)
-	if err != nil {
-		f.log.Error("instance DNS resolver", "id", t.id, "err", err)
-		return
+	addrs := []netip.Addr{network.ResolverAddr.Addr()}
+	if cidr, err := f.vpcCIDROf(t.account, t.id); err != nil {
+		f.log.Error("instance DNS resolver: the VPC's address", "id", t.id, "err", err)
+	} else {
+		addrs = append(addrs, network.VPCResolverAddr(cidr))
 	}
-	l, err := m.Listen(f.ctx, "tcp", addr)
-	if err != nil {
-		pc.Close()
-		f.log.Error("instance DNS resolver", "id", t.id, "err", err)
-		return
+	var socks []io.Closer
+	var serve []func(*vpcdns.Server)
+	for _, a := range addrs {
+		addr := net.JoinHostPort(a.String(), "53")
+		pc, err := m.ListenPacket(f.ctx, "udp", addr)
+		if err != nil {
+			f.log.Error("instance DNS resolver", "id", t.id, "addr", addr, "err", err)
+			continue
+		}
+		l, err := m.Listen(f.ctx, "tcp", addr)
+		if err != nil {
+			pc.Close()
+			f.log.Error("instance DNS resolver", "id", t.id, "addr", addr, "err", err)
+			continue
+		}
+		socks = append(socks, pc, l)
+		serve = append(serve, func(srv *vpcdns.Server) { srv.ServeUDP(pc) }, func(srv *vpcdns.Server) { srv.ServeTCP(l) })
 	}
 	srv := vpcdns.New(vpcdns.Config{Zones: []string{f.s.dnsDomain() + "."},
 		Lookup: f.dnsLookup(t.account, t.id), Reverse: f.dnsReverse(t.account, t.id),
@@ -39,10 +52,32 @@ func (f *fleet) serveDNS(t *tracked, m machine.Machine) {
 	for _, c := range t.dns {
 		c.Close()
 	}
-	t.dns = []io.Closer{pc, l}
+	t.dns = socks
 	t.mu.Unlock()
-	f.goDo(func() { srv.ServeUDP(pc) })
-	f.goDo(func() { srv.ServeTCP(l) })
+	for _, run := range serve {
+		f.goDo(func() { run(srv) })
+	}
+}
+
+// vpcCIDROf returns the CIDR of the VPC an instance is in.
+func (f *fleet) vpcCIDROf(account, id string) (netip.Prefix, error) {
+	var cidr netip.Prefix
+	err := f.s.store.View(f.ctx, func(tx store.Tx) error {
+		in, err := f.s.getInstanceOf(tx, account, id)
+		if err != nil {
+			return err
+		}
+		v, ok, err := f.s.getVPC(tx, account, in.VPCID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("VPC %s: %w", in.VPCID, errdefs.ErrNotFound)
+		}
+		cidr = v.CIDR
+		return nil
+	})
+	return cidr, err
 }
 
 // vpcPeers returns the instances (not terminated) of the VPC the instance id is in.

@@ -427,8 +427,8 @@ func convergeGuestRoutes(nh *netlink.Handle, guest netlink.Link, a Attachment) e
 	return nil
 }
 
-// convergeLoopback sets lo up and puts the link-local service addresses (MetadataAddr,
-// ResolverAddr) on it or takes them off, as a.Metadata says.
+// convergeLoopback sets lo up and puts the service addresses (MetadataAddr, ResolverAddr,
+// a.VPCResolver) on it or takes them off, as a.Metadata says.
 func convergeLoopback(nh *netlink.Handle, a Attachment, rev *revert.Reverter) error {
 	lo, err := nh.LinkByName("lo")
 	if err != nil {
@@ -443,7 +443,11 @@ func convergeLoopback(nh *netlink.Handle, a Attachment, rev *revert.Reverter) er
 	if err != nil {
 		return fmt.Errorf("loopback: list addresses: %w", err)
 	}
-	for _, want := range []netip.Prefix{MetadataAddr, ResolverAddr} {
+	wants := []netip.Prefix{MetadataAddr, ResolverAddr}
+	if a.VPCResolver.IsValid() {
+		wants = append(wants, netip.PrefixFrom(a.VPCResolver, 32))
+	}
+	for _, want := range wants {
 		var have *netlink.Addr
 		for _, ad := range addrs {
 			if p, ok := prefixOf(ad.IPNet); ok && p == want {

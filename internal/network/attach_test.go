@@ -104,6 +104,7 @@ func TestAttach(t *testing.T) {
 	nsA, nsB := newNS(t), newNS(t)
 	a := n.attachment(t, nsA, 5, 9)
 	a.Metadata = true
+	a.VPCResolver = VPCResolverAddr(a.OnLink[0])
 	b := n.attachment(t, nsB, 20, 7)
 	for _, at := range []Attachment{a, b} {
 		if err := Attach(ctx, at); err != nil {
@@ -143,8 +144,10 @@ func TestAttach(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := v4Addrs(t, hA, lo); !slices.Contains(got, MetadataAddr) {
-		t.Errorf("lo addresses %v lack %v", got, MetadataAddr)
+	for _, want := range []netip.Prefix{MetadataAddr, ResolverAddr, netip.PrefixFrom(a.VPCResolver, 32)} {
+		if got := v4Addrs(t, hA, lo); !slices.Contains(got, want) {
+			t.Errorf("lo addresses %v lack %v", got, want)
+		}
 	}
 
 	// Connectivity: B to A across subnets (on-link, no router), the host to A and to B through

@@ -54,7 +54,10 @@ type Attachment struct {
 	// loopback, so that a server listening there
 	// inside the namespace is the instance metadata service.
 	Metadata bool
-	MTU      int // 0 = 1500 (we may later use 9001 as AWS)
+	// VPCResolver, with Metadata, is put on the guest's loopback too: the VPC's resolver at its
+	// base address plus two (VPCResolverAddr), where Amazon's DNS also answers.
+	VPCResolver netip.Addr
+	MTU         int // 0 = 1500 (we may later use 9001 as AWS)
 }
 
 const (
@@ -76,6 +79,13 @@ var MetadataAddr = netip.MustParsePrefix("169.254.169.254/32")
 // ResolverAddr is the address of the VPC's DNS resolver (Amazon's 169.254.169.253), put on a
 // guest's loopback beside MetadataAddr.
 var ResolverAddr = netip.MustParsePrefix("169.254.169.253/32")
+
+// VPCResolverAddr is the address of the VPC's DNS resolver inside the VPC: its base address plus
+// two (172.31.0.2 in the default VPC), which no subnet hands out (AWS reserves the first four
+// addresses of every subnet).
+func VPCResolverAddr(vpc netip.Prefix) netip.Addr {
+	return vpc.Masked().Addr().Next().Next()
+}
 
 // BridgeName is the name of the bridge of the VPC vpcID: "nbr" and 12 hex digits of a hash of
 // the id, stable across restarts.
@@ -202,6 +212,10 @@ func (a Attachment) validate() error {
 			return fmt.Errorf("attachment %s: on-link route %v: must be an IPv4 prefix other than the default route: %w",
 				a.HostIf, p, errdefs.ErrInvalidArgument)
 		}
+	}
+	if a.VPCResolver.IsValid() && (!a.VPCResolver.Is4() || a.VPCResolver == a.Address.Addr()) {
+		return fmt.Errorf("attachment %s: VPC resolver %v: must be an IPv4 address other than the guest's: %w",
+			a.HostIf, a.VPCResolver, errdefs.ErrInvalidArgument)
 	}
 	if a.MTU < minMTU || a.MTU > maxMTU {
 		return fmt.Errorf("attachment %s: MTU %d: must be %d to %d: %w", a.HostIf, a.MTU, minMTU, maxMTU, errdefs.ErrInvalidArgument)

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +91,12 @@ func TestInstanceGuest(t *testing.T) {
 		strings.Count(out, ipB) != 2 || !strings.Contains(out, "unknown") {
 		t.Fatalf("resolving b's name from a:\n%s", out)
 	}
+	// The resolver answers at the VPC's base address plus two as well (a query made by hand: the
+	// image has no dig).
+	query := base64.StdEncoding.EncodeToString([]byte(dnsQueryPy))
+	if out := mustSSH(t, key, ipA, "echo "+query+" | base64 -d | python3 - "+bName+".ec2.internal 172.31.0.2"); out != ipB {
+		t.Fatalf("resolving b's name at 172.31.0.2 from a: %q", out)
+	}
 	// Nor another instance's, at its address.
 	if out, err := sshRun(t, key, ipA, "curl -s -m 3 http://"+ipB+"/latest/meta-data/instance-id"); err == nil || strings.Contains(out, *b.InstanceId) {
 		t.Fatalf("a read b's metadata: %v %q", err, out)
@@ -131,3 +138,15 @@ func TestInstanceGuest(t *testing.T) {
 	}
 	waitTerminated(t, c, *a.InstanceId)
 }
+
+// dnsQueryPy asks the DNS server argv[2] for the A record of argv[1] and prints the address.
+const dnsQueryPy = `import socket, struct, sys
+name, server = sys.argv[1], sys.argv[2]
+q = struct.pack(">HHHHHH", 0x4e42, 0x0100, 1, 0, 0, 0)
+q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0" + struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.sendto(q, (server, 53))
+r = s.recv(512)
+print(socket.inet_ntoa(r[-4:]), end="")
+`

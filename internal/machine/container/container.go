@@ -241,7 +241,8 @@ func (d *Driver) Boot(ctx context.Context, spec machine.Spec) (machine.Machine, 
 	}
 	hostIf := network.HostIfName(id)
 	err = network.Attach(ctx, network.Attachment{NetNS: ns.Path(), HostIf: hostIf, Bridge: n.Bridge,
-		MAC: n.MAC, Address: n.Address, Gateway: n.Gateway, OnLink: []netip.Prefix{n.VPC}, Metadata: true})
+		MAC: n.MAC, Address: n.Address, Gateway: n.Gateway, OnLink: []netip.Prefix{n.VPC}, Metadata: true,
+		VPCResolver: network.VPCResolverAddr(n.VPC)})
 	if err != nil {
 		return nil, fmt.Errorf("machine %s: %w", id, err)
 	}
@@ -381,7 +382,8 @@ func (d *Driver) Attach(ctx context.Context, id string) (machine.Machine, error)
 		return nil, fmt.Errorf("machine %s: %w", id, err)
 	}
 	err = network.Attach(ctx, network.Attachment{NetNS: ns.Path(), HostIf: rec.HostIf, Bridge: n.Bridge,
-		MAC: n.MAC, Address: n.Address, Gateway: n.Gateway, OnLink: []netip.Prefix{n.VPC}, Metadata: true})
+		MAC: n.MAC, Address: n.Address, Gateway: n.Gateway, OnLink: []netip.Prefix{n.VPC}, Metadata: true,
+		VPCResolver: network.VPCResolverAddr(n.VPC)})
 	if err != nil {
 		ns.Close()
 		return nil, fmt.Errorf("machine %s: %w", id, err)
