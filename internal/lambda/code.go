@@ -24,9 +24,10 @@ const (
 
 // codeInfo describes a validated code zip.
 type codeInfo struct {
-	Hex    string // hex SHA-256: the blob's name
-	Sha256 string // base64 SHA-256: the API's CodeSha256
-	Size   int64
+	Hex      string // hex SHA-256: the blob's name
+	Sha256   string // base64 SHA-256: the API's CodeSha256
+	Size     int64
+	Unzipped int64 // the entries' uncompressed size
 }
 
 // checkZip validates a deployment package as Lambda does: a real zip, within the size limits, whose
@@ -61,7 +62,8 @@ func checkZip(b []byte) (codeInfo, error) {
 		}
 	}
 	sum := sha256.Sum256(b)
-	return codeInfo{Hex: hex.EncodeToString(sum[:]), Sha256: base64.StdEncoding.EncodeToString(sum[:]), Size: int64(len(b))}, nil
+	return codeInfo{Hex: hex.EncodeToString(sum[:]), Sha256: base64.StdEncoding.EncodeToString(sum[:]), Size: int64(len(b)),
+		Unzipped: int64(total)}, nil
 }
 
 func checkEntryName(name string) error {

@@ -112,18 +112,28 @@ func (s *Service) startEnvironment(ctx context.Context, account string, v versio
 		"AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/" + c.FunctionName, "AWS_LAMBDA_LOG_STREAM_NAME=" + stream,
 		"AWS_EXECUTION_ENV=AWS_Lambda_" + c.Runtime, "AWS_LAMBDA_INITIALIZATION_TYPE=on-demand",
 		"TZ=:UTC", "LANG=C.UTF-8", "PATH=/usr/local/bin:/usr/bin:/bin:/opt/bin", "HOME=/tmp",
+		// Where layers put libraries, as Lambda's runtimes look for them.
+		"LD_LIBRARY_PATH=/var/task:/var/task/lib:/opt/lib",
+	}
+	if family == "node" {
+		vars = append(vars, "NODE_PATH=/opt/nodejs/"+strings.Replace(strings.TrimSuffix(c.Runtime, ".x"), "nodejs", "node", 1)+
+			"/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules")
 	}
 	if c.Environment != nil {
 		for k, val := range c.Environment.Variables {
 			vars = append(vars, k+"="+val)
 		}
 	}
+	mounts := []sandbox.Mount{
+		{Source: s.taskDir(v.CodeHex), Destination: "/var/task"},
+		{Source: s.cfg.RuntimeDir, Destination: runtimes.MountPoint},
+	}
+	if len(v.LayerHexes) > 0 {
+		mounts = append(mounts, sandbox.Mount{Source: s.optDir(v.LayerHexes), Destination: "/opt"})
+	}
 	spec := sandbox.Spec{
 		ID: env.id, RootFS: s.rootfs, Args: runtimeArgs(c.Runtime), Env: vars, Cwd: "/var/task", Hostname: "localhost",
-		Mounts: []sandbox.Mount{
-			{Source: s.taskDir(v.CodeHex), Destination: "/var/task"},
-			{Source: s.cfg.RuntimeDir, Destination: runtimes.MountPoint},
-		},
+		Mounts:      mounts,
 		TmpfsSizeMB: c.EphemeralStorage.Size, MemoryMB: c.MemorySize, PidsLimit: sandbox.DefaultPidsLimit,
 		// The runtime initialises with all the CPU it can get; once it is ready, the environment
 		// is limited to its memory's share (one vCPU at 1,769 MB), as Lambda does.

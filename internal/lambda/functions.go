@@ -185,8 +185,8 @@ func (s *Service) createFunction(ctx context.Context, r *awsproto.Request) (int,
 	if len(in.Code.ZipFile) == 0 {
 		return 0, nil, invalidParam("Please provide a source for function code.")
 	}
-	if len(in.Layers) > 0 || len(in.FileSystemConfigs) > 0 || in.VpcConfig != nil && len(in.VpcConfig.SubnetIds) > 0 {
-		return 0, nil, invalidParam("nubis does not support Layers, FileSystemConfigs or VpcConfig for functions yet.")
+	if len(in.FileSystemConfigs) > 0 || in.VpcConfig != nil && len(in.VpcConfig.SubnetIds) > 0 {
+		return 0, nil, invalidParam("nubis does not support FileSystemConfigs or VpcConfig for functions yet.")
 	}
 	cfg := FunctionConfiguration{
 		FunctionName: in.FunctionName, FunctionArn: s.functionARN(r, in.FunctionName), Runtime: in.Runtime,
@@ -224,9 +224,18 @@ func (s *Service) createFunction(ctx context.Context, r *awsproto.Request) (int,
 	cfg.State, cfg.StateReason, cfg.StateReasonCode = StatePending, "The function is being created.", "Creating"
 	cfg.RevisionID = newRevision()
 	fillDefaults(&cfg)
-	latest := version{Config: cfg, CodeHex: info.Hex}
+	latest := version{Config: cfg, CodeHex: info.Hex, CodeUnzipped: info.Unzipped}
 	out := cfg
 	err = s.store.Update(ctx, func(tx store.Tx) error {
+		refs, hexes, size, err := s.resolveLayers(tx, r, in.Layers)
+		if err != nil {
+			return err
+		}
+		if err := checkUnzipped(info.Unzipped, size); err != nil {
+			return err
+		}
+		latest.Config.Layers, latest.LayerHexes = refs, hexes
+		out = latest.Config
 		fn := function{Name: in.FunctionName, Created: now.UTC(), Tags: in.Tags}
 		b, err := jsonBytes(fn)
 		if err != nil {

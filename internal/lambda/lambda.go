@@ -139,6 +139,11 @@ func (s *Service) API() awsproto.Service {
 	api.Handle("DELETE /2015-03-31/functions/{name}/policy/{sid}", "RemovePermission", s.removePermission)
 	api.Handle("GET /2015-03-31/functions/{name}/policy", "GetPolicy", s.getPolicy)
 	api.Handle("GET "+codePath+"{sha}", "DownloadCode", s.downloadCode)
+	api.Handle("POST /2018-10-31/layers/{layer}/versions", "PublishLayerVersion", s.publishLayerVersion)
+	api.Handle("GET /2018-10-31/layers/{layer}/versions", "ListLayerVersions", s.listLayerVersions)
+	api.Handle("GET /2018-10-31/layers/{layer}/versions/{version}", "GetLayerVersion", s.getLayerVersion)
+	api.Handle("DELETE /2018-10-31/layers/{layer}/versions/{version}", "DeleteLayerVersion", s.deleteLayerVersion)
+	api.Handle("GET /2018-10-31/layers", "ListLayers", s.listLayers)
 	return api
 }
 

@@ -26,7 +26,7 @@ func (s *Service) downloadCode(ctx context.Context, r *awsproto.Request) (int, a
 	if !hexSHA.MatchString(sum) {
 		return 0, nil, notFound("No code %s", sum)
 	}
-	// Only code that one of the caller's functions uses is served.
+	// Only code that one of the caller's functions or layer versions has is served.
 	used := false
 	kvs, err := s.store.List(ctx, s.prefix(r)+"version/", "", 0)
 	if err != nil {
@@ -37,6 +37,19 @@ func (s *Service) downloadCode(ctx context.Context, r *awsproto.Request) (int, a
 		if json.Unmarshal(kv.Value, &v) == nil && v.CodeHex == sum {
 			used = true
 			break
+		}
+	}
+	if !used {
+		kvs, err := s.store.List(ctx, s.prefix(r)+"layerversion/", "", 0)
+		if err != nil {
+			return 0, nil, err
+		}
+		for _, kv := range kvs {
+			var lv layerVersion
+			if json.Unmarshal(kv.Value, &lv) == nil && lv.CodeHex == sum {
+				used = true
+				break
+			}
 		}
 	}
 	if !used {

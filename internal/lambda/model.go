@@ -44,6 +44,7 @@ type FunctionConfiguration struct {
 	EphemeralStorage EphemeralStorage  `json:"EphemeralStorage"`
 	SnapStart        map[string]string `json:"SnapStart"`
 	LoggingConfig    map[string]string `json:"LoggingConfig"`
+	Layers           []LayerRef        `json:"Layers,omitempty"`
 }
 
 // Function states and update statuses, as AWS reports them.
@@ -61,6 +62,10 @@ type version struct {
 	Config FunctionConfiguration `json:"config"`
 	// CodeHex is the hex SHA-256 of the code zip, the name of its blob.
 	CodeHex string `json:"codeHex"`
+	// CodeUnzipped is the code's unzipped size (0 for versions stored before it was kept).
+	CodeUnzipped int64 `json:"codeUnzipped,omitempty"`
+	// LayerHexes are the code blobs of the version's layers, in order: merged, its /opt.
+	LayerHexes []string `json:"layerHexes,omitempty"`
 }
 
 // function is the stored function: what belongs to it across versions.

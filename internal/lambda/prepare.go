@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,6 +55,9 @@ func (s *Service) prepare(ctx context.Context, key, rev string) error {
 		return err
 	}
 	prepErr := s.unpack(v.CodeHex)
+	if prepErr == nil && len(v.LayerHexes) > 0 {
+		prepErr = s.unpackLayers(v.LayerHexes)
+	}
 	if prepErr == nil {
 		prepErr = s.ensureImage(ctx)
 	}
@@ -68,7 +72,7 @@ func (s *Service) prepare(ctx context.Context, key, rev string) error {
 				return err
 			}
 			latest := kv.Key == key
-			if latest && cur.Config.RevisionID != rev || cur.CodeHex != v.CodeHex {
+			if latest && cur.Config.RevisionID != rev || cur.CodeHex != v.CodeHex || !slices.Equal(cur.LayerHexes, v.LayerHexes) {
 				continue // changed again meanwhile; that change prepares itself
 			}
 			if !latest && cur.Config.State != StatePending {
@@ -92,7 +96,17 @@ func (s *Service) prepare(ctx context.Context, key, rev string) error {
 
 // unpack extracts a code zip into its task dir, once: into a temporary dir, then renamed.
 func (s *Service) unpack(hexSum string) error {
-	dst := s.taskDir(hexSum)
+	return s.unzipOnce(s.taskDir(hexSum), hexSum)
+}
+
+// unpackLayers merges layer zips, in order (a later layer's files win), into their /opt dir, once.
+func (s *Service) unpackLayers(hexes []string) error {
+	return s.unzipOnce(s.optDir(hexes), hexes...)
+}
+
+// unzipOnce extracts code zips, in order, into dst unless it is there: into a temporary dir,
+// then renamed.
+func (s *Service) unzipOnce(dst string, hexes ...string) error {
 	if _, err := os.Stat(dst); err == nil {
 		return nil
 	}
@@ -104,14 +118,9 @@ func (s *Service) unpack(hexSum string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	zr, err := zip.OpenReader(s.code.path(hexSum))
-	if err != nil {
-		return fmt.Errorf("open code: %w", err)
-	}
-	defer zr.Close()
-	for _, f := range zr.File {
-		if err := extract(tmp, f); err != nil {
-			return fmt.Errorf("unpack %s: %w", f.Name, err)
+	for _, hexSum := range hexes {
+		if err := s.extractZip(tmp, hexSum); err != nil {
+			return err
 		}
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
@@ -120,6 +129,20 @@ func (s *Service) unpack(hexSum string) error {
 	if err := os.Rename(tmp, dst); err != nil && !os.IsExist(err) {
 		if _, statErr := os.Stat(dst); statErr != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+func (s *Service) extractZip(root, hexSum string) error {
+	zr, err := zip.OpenReader(s.code.path(hexSum))
+	if err != nil {
+		return fmt.Errorf("open code: %w", err)
+	}
+	defer zr.Close()
+	for _, f := range zr.File {
+		if err := extract(root, f); err != nil {
+			return fmt.Errorf("unpack %s: %w", f.Name, err)
 		}
 	}
 	return nil

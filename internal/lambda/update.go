@@ -3,6 +3,7 @@ package lambda
 import (
 	"context"
 	"encoding/json"
+	"slices"
 
 	"github.com/nubis/nubis/internal/awsproto"
 	"github.com/nubis/nubis/internal/store"
@@ -79,7 +80,19 @@ func (s *Service) updateFunctionCode(ctx context.Context, r *awsproto.Request) (
 		if err != nil {
 			return err
 		}
-		v.Config.CodeSha256, v.Config.CodeSize, v.CodeHex = info.Sha256, info.Size, info.Hex
+		if len(v.LayerHexes) > 0 {
+			var layers int64
+			for _, l := range v.Config.Layers {
+				name, n, _ := s.parseLayerVersionARN(r, l.Arn)
+				if lv, ok, err := store.GetJSON[layerVersion](tx, s.layerVersionKey(r, name, n)); err == nil && ok {
+					layers += lv.Unzipped
+				}
+			}
+			if err := checkUnzipped(info.Unzipped, layers); err != nil {
+				return err
+			}
+		}
+		v.Config.CodeSha256, v.Config.CodeSize, v.CodeHex, v.CodeUnzipped = info.Sha256, info.Size, info.Hex, info.Unzipped
 		if in.DryRun {
 			out = v.Config
 			return nil
@@ -137,16 +150,29 @@ func (s *Service) updateFunctionConfiguration(ctx context.Context, r *awsproto.R
 	if err := decode(r, &in); err != nil {
 		return 0, nil, err
 	}
-	if len(in.Layers) > 0 || in.VpcConfig != nil && len(in.VpcConfig.SubnetIds) > 0 {
-		return 0, nil, invalidParam("nubis does not support Layers or VpcConfig for functions yet.")
+	if in.VpcConfig != nil && len(in.VpcConfig.SubnetIds) > 0 {
+		return 0, nil, invalidParam("nubis does not support VpcConfig for functions yet.")
 	}
 	var out FunctionConfiguration
+	var prepareRev string
 	err = s.store.Update(ctx, func(tx store.Tx) error {
 		_, v, err := s.latestForUpdate(tx, r, f, in.RevisionId)
 		if err != nil {
 			return err
 		}
 		c := &v.Config
+		newLayers := false
+		if in.Layers != nil {
+			refs, hexes, size, err := s.resolveLayers(tx, r, in.Layers)
+			if err != nil {
+				return err
+			}
+			if err := checkUnzipped(v.CodeUnzipped, size); err != nil {
+				return err
+			}
+			newLayers = !slices.Equal(hexes, v.LayerHexes)
+			c.Layers, v.LayerHexes = refs, hexes
+		}
 		set(&c.Role, in.Role)
 		set(&c.Handler, in.Handler)
 		set(&c.Description, in.Description)
@@ -165,11 +191,19 @@ func (s *Service) updateFunctionConfiguration(ctx context.Context, r *awsproto.R
 		c.LastModified = lastModified(s.now())
 		c.RevisionID = newRevision()
 		c.LastUpdateStatus, c.LastUpdateReason, c.LastUpdateCode = UpdateOK, "", ""
+		if newLayers {
+			// The new /opt is made before the update is Successful.
+			c.LastUpdateStatus, c.LastUpdateReason, c.LastUpdateCode = UpdateRunning, "The function is being updated.", "Updating"
+			prepareRev = c.RevisionID
+		}
 		out = *c
 		return store.PutJSON(tx, s.versionKey(r, f.name, "$LATEST"), v)
 	})
 	if err != nil {
 		return 0, nil, err
+	}
+	if prepareRev != "" {
+		s.prepareAsync(s.versionKey(r, f.name, "$LATEST"), prepareRev)
 	}
 	return 200, out, nil
 }

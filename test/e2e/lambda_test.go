@@ -262,3 +262,33 @@ func TestQueuedEventSurvivesSIGKILL(t *testing.T) {
 	startServer(t, dataDir)
 	waitFor("done m1")
 }
+
+// TestLambdaLayerCLI: a Node.js layer published with the aws CLI (a package under
+// nodejs/node_modules), used by a function that requires it by name.
+func TestLambdaLayerCLI(t *testing.T) {
+	needRoot(t)
+	needDebianAWS(t)
+	dataDir := t.TempDir()
+	startServer(t, dataDir)
+	c := cli{t: t, bin: "/usr/bin/aws", env: env(t, dataDir), home: t.TempDir()}
+	dir := t.TempDir()
+	writeZip(t, filepath.Join(dir, "layer.zip"), "nodejs/node_modules/greet/index.js", "exports.greet = (n) => `hello, ${n}`;\n")
+	var layer struct{ LayerVersionArn string }
+	json.Unmarshal([]byte(c.ok("lambda", "publish-layer-version", "--layer-name", "greet", "--zip-file", "fileb://"+filepath.Join(dir, "layer.zip"),
+		"--compatible-runtimes", "nodejs20.x")), &layer)
+	if !strings.HasSuffix(layer.LayerVersionArn, ":layer:greet:1") {
+		t.Fatalf("publish-layer-version: %+v", layer)
+	}
+	writeZip(t, filepath.Join(dir, "f.zip"), "index.js", "const { greet } = require('greet');\nexports.handler = async (e) => greet(e.name);\n")
+	c.ok("lambda", "create-function", "--function-name", "greeter", "--runtime", "nodejs20.x", "--role", "arn:aws:iam::123456789012:role/r",
+		"--handler", "index.handler", "--zip-file", "fileb://"+filepath.Join(dir, "f.zip"), "--layers", layer.LayerVersionArn)
+	c.ok("lambda", "wait", "function-active-v2", "--function-name", "greeter")
+	out := filepath.Join(dir, "out.json")
+	c.ok("lambda", "invoke", "--function-name", "greeter", "--cli-binary-format", "raw-in-base64-out", "--payload", `{"name": "nubis"}`, out)
+	if got, _ := os.ReadFile(out); string(got) != `"hello, nubis"` {
+		t.Fatalf("invoke: %s", got)
+	}
+	if list := c.ok("lambda", "list-layers"); !strings.Contains(list, `"LayerName": "greet"`) {
+		t.Fatalf("list-layers: %s", list)
+	}
+}
