@@ -68,6 +68,16 @@ func (s *Service) startEnvironment(ctx context.Context, account string, v versio
 	if err := s.ensureImage(ctx); err != nil {
 		return nil, err
 	}
+	// Its code and layers are unpacked by the time a version is Active; a version invoked while
+	// an update is in progress (or published from one) unpacks them here (both are done once).
+	if err := s.unpack(v.CodeHex); err != nil {
+		return nil, fmt.Errorf("unpack code: %w", err)
+	}
+	if len(v.LayerHexes) > 0 {
+		if err := s.unpackLayers(v.LayerHexes); err != nil {
+			return nil, fmt.Errorf("unpack layers: %w", err)
+		}
+	}
 	c := v.Config
 	env := &environment{id: "lambda-" + randomHex(8), fn: c.FunctionName, cold: true,
 		key: envKey{account, c.FunctionName, c.Version, c.RevisionID}, created: s.now(), tail: &tailBuffer{}}

@@ -234,7 +234,7 @@ func (s *Service) createFunction(ctx context.Context, r *awsproto.Request) (int,
 		if err := checkUnzipped(info.Unzipped, size); err != nil {
 			return err
 		}
-		latest.Config.Layers, latest.LayerHexes = refs, hexes
+		latest.Config.Layers, latest.LayerHexes, latest.LayersUnzipped = refs, hexes, size
 		out = latest.Config
 		fn := function{Name: in.FunctionName, Created: now.UTC(), Tags: in.Tags}
 		b, err := jsonBytes(fn)

@@ -1,6 +1,7 @@
 package lambda
 
 import (
+	"archive/zip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -27,6 +28,35 @@ import (
 const maxLayers = 5
 
 var layerNameRE = regexp.MustCompile(`^[a-zA-Z0-9-_]{1,140}$`)
+
+// runtimeEnum is the Runtime enum of the Lambda API: the labels a layer's CompatibleRuntimes and
+// the list calls' CompatibleRuntime filter may use (they label, they do not run anything).
+var runtimeEnum = strings.Fields(`nodejs nodejs4.3 nodejs6.10 nodejs8.10 nodejs10.x nodejs12.x nodejs14.x
+	nodejs16.x nodejs18.x nodejs20.x nodejs22.x java8 java8.al2 java11 java17 java21 python2.7 python3.6
+	python3.7 python3.8 python3.9 python3.10 python3.11 python3.12 python3.13 dotnetcore1.0 dotnetcore2.0
+	dotnetcore2.1 dotnetcore3.1 dotnet6 dotnet8 nodejs4.3-edge go1.x ruby2.5 ruby2.7 ruby3.2 ruby3.3
+	ruby3.4 provided provided.al2 provided.al2023`)
+
+func checkRuntimeLabel(rt, member string) error {
+	if !slices.Contains(runtimeEnum, rt) {
+		return validation(rt, member, "Member must satisfy enum value set: ["+strings.Join(runtimeEnum, ", ")+"]")
+	}
+	return nil
+}
+
+// layerPagination reads Marker (a layer name or version number) and MaxItems (1 to 50).
+func layerPagination(r *awsproto.Request) (marker string, max int, err error) {
+	q := r.HTTP.URL.Query()
+	max = 50
+	if v := q.Get("MaxItems"); v != "" {
+		if n, e := strconv.Atoi(v); e != nil || n < 1 || n > 50 {
+			return "", 0, validation(v, "maxItems", "Member must have value between 1 and 50")
+		} else {
+			max = n
+		}
+	}
+	return q.Get("Marker"), max, nil
+}
 
 // layerVersion is a stored layer version.
 type layerVersion struct {
@@ -151,7 +181,7 @@ func (s *Service) publishLayerVersion(ctx context.Context, r *awsproto.Request) 
 		return 0, nil, validation(in.CompatibleRuntimes, "compatibleRuntimes", "Member must have length less than or equal to 15")
 	}
 	for _, rt := range in.CompatibleRuntimes {
-		if err := validateRuntime(rt); err != nil {
+		if err := checkRuntimeLabel(rt, "compatibleRuntimes"); err != nil {
 			return 0, nil, err
 		}
 	}
@@ -298,7 +328,7 @@ func layerFilters(r *awsproto.Request) (runtime, arch string, err error) {
 	q := r.HTTP.URL.Query()
 	runtime, arch = q.Get("CompatibleRuntime"), q.Get("CompatibleArchitecture")
 	if runtime != "" {
-		if err := validateRuntime(runtime); err != nil {
+		if err := checkRuntimeLabel(runtime, "compatibleRuntime"); err != nil {
 			return "", "", err
 		}
 	}
@@ -317,9 +347,15 @@ func (s *Service) listLayerVersions(ctx context.Context, r *awsproto.Request) (i
 	if err != nil {
 		return 0, nil, err
 	}
-	marker, max, err := pagination(r.HTTP.URL.Query())
+	marker, max, err := layerPagination(r)
 	if err != nil {
 		return 0, nil, err
+	}
+	after := 0
+	if marker != "" {
+		if after, err = strconv.Atoi(marker); err != nil || after < 1 {
+			return 0, nil, invalidParam("The marker %q is not valid.", marker)
+		}
 	}
 	var versions []layerVersion
 	if err := s.view(ctx, func(tx store.Tx) error {
@@ -334,7 +370,7 @@ func (s *Service) listLayerVersions(ctx context.Context, r *awsproto.Request) (i
 		NextMarker    string            `json:"NextMarker,omitempty"`
 	}{LayerVersions: []layerVersionOut{}}
 	for _, lv := range versions {
-		if !lv.matches(runtime, arch) || (marker != "" && lv.Version >= atoi(marker)) {
+		if !lv.matches(runtime, arch) || (after > 0 && lv.Version >= after) {
 			continue
 		}
 		if len(out.LayerVersions) == max {
@@ -347,11 +383,6 @@ func (s *Service) listLayerVersions(ctx context.Context, r *awsproto.Request) (i
 	return 200, out, nil
 }
 
-func atoi(s string) int {
-	n, _ := strconv.Atoi(s)
-	return n
-}
-
 func (s *Service) listLayers(ctx context.Context, r *awsproto.Request) (int, any, error) {
 	q := r.HTTP.URL.Query()
 	if q.Get("find") == "LayerVersion" {
@@ -361,7 +392,7 @@ func (s *Service) listLayers(ctx context.Context, r *awsproto.Request) (int, any
 	if err != nil {
 		return 0, nil, err
 	}
-	marker, max, err := pagination(q)
+	marker, max, err := layerPagination(r)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -477,6 +508,24 @@ func checkUnzipped(code, layers int64) error {
 			maxUnzippedBytes, code+layers)
 	}
 	return nil
+}
+
+// codeUnzipped is the unzipped size of a version's code (read from its zip for versions stored
+// before the size was kept).
+func (s *Service) codeUnzipped(v version) int64 {
+	if v.CodeUnzipped > 0 {
+		return v.CodeUnzipped
+	}
+	zr, err := zip.OpenReader(s.code.path(v.CodeHex))
+	if err != nil {
+		return 0
+	}
+	defer zr.Close()
+	var n int64
+	for _, f := range zr.File {
+		n += int64(f.UncompressedSize64)
+	}
+	return n
 }
 
 // optDir is where the merged contents of a list of layers live: the /opt of environments.

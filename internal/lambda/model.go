@@ -66,6 +66,8 @@ type version struct {
 	CodeUnzipped int64 `json:"codeUnzipped,omitempty"`
 	// LayerHexes are the code blobs of the version's layers, in order: merged, its /opt.
 	LayerHexes []string `json:"layerHexes,omitempty"`
+	// LayersUnzipped is the layers' unzipped size, all together.
+	LayersUnzipped int64 `json:"layersUnzipped,omitempty"`
 }
 
 // function is the stored function: what belongs to it across versions.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -75,15 +76,19 @@ func (s *Service) prepare(ctx context.Context, key, rev string) error {
 			if latest && cur.Config.RevisionID != rev || cur.CodeHex != v.CodeHex || !slices.Equal(cur.LayerHexes, v.LayerHexes) {
 				continue // changed again meanwhile; that change prepares itself
 			}
-			if !latest && cur.Config.State != StatePending {
+			if !latest && cur.Config.State != StatePending && cur.Config.LastUpdateStatus != UpdateRunning {
 				continue
 			}
 			c := &cur.Config
 			c.StateReason, c.StateReasonCode, c.LastUpdateReason, c.LastUpdateCode = "", "", "", ""
-			if prepErr != nil {
+			switch {
+			case prepErr != nil && c.State == StatePending:
 				c.State, c.StateReason, c.StateReasonCode = StateFailed, "The function could not be prepared: "+prepErr.Error(), "InternalError"
 				c.LastUpdateStatus, c.LastUpdateReason, c.LastUpdateCode = UpdateFailed, c.StateReason, "InternalError"
-			} else {
+			case prepErr != nil:
+				// A failed update leaves the function Active, as on AWS.
+				c.LastUpdateStatus, c.LastUpdateReason, c.LastUpdateCode = UpdateFailed, "The function could not be updated: "+prepErr.Error(), "InternalError"
+			default:
 				c.State, c.LastUpdateStatus = StateActive, UpdateOK
 			}
 			if err := store.PutJSON(tx, kv.Key, cur); err != nil {
@@ -134,12 +139,17 @@ func (s *Service) unzipOnce(dst string, hexes ...string) error {
 	return nil
 }
 
-func (s *Service) extractZip(root, hexSum string) error {
+func (s *Service) extractZip(dir, hexSum string) error {
 	zr, err := zip.OpenReader(s.code.path(hexSum))
 	if err != nil {
 		return fmt.Errorf("open code: %w", err)
 	}
 	defer zr.Close()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
 	for _, f := range zr.File {
 		if err := extract(root, f); err != nil {
 			return fmt.Errorf("unpack %s: %w", f.Name, err)
@@ -148,28 +158,34 @@ func (s *Service) extractZip(root, hexSum string) error {
 	return nil
 }
 
-// extract writes one entry below root. checkZip has already refused entries that leave the root.
-func extract(root string, f *zip.File) error {
+// extract writes one entry below root: through an os.Root, so that no symbolic link in the zip
+// (or in a layer unpacked before it) leads a write outside the directory. What an earlier layer
+// left at the entry's path is replaced unless both are directories.
+func extract(root *os.Root, f *zip.File) error {
 	if err := checkEntryName(f.Name); err != nil {
 		return err
 	}
-	target := filepath.Join(root, filepath.FromSlash(f.Name))
+	name := path.Clean(f.Name)
 	mode := f.Mode()
-	switch {
-	case mode.IsDir():
-		return os.MkdirAll(target, 0o755)
-	case mode&os.ModeSymlink != 0:
+	if fi, err := root.Lstat(name); err == nil && !(fi.IsDir() && mode.IsDir()) && !(fi.Mode().IsRegular() && mode.IsRegular()) {
+		if err := root.RemoveAll(name); err != nil {
+			return err
+		}
+	}
+	if mode.IsDir() {
+		return root.MkdirAll(name, 0o755)
+	}
+	if dir := path.Dir(name); dir != "." {
+		if err := root.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	if mode&os.ModeSymlink != 0 {
 		dest, err := readAll(f, 4096)
 		if err != nil {
 			return err
 		}
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return err
-		}
-		return os.Symlink(string(dest), target)
-	}
-	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-		return err
+		return root.Symlink(string(dest), name)
 	}
 	perm := os.FileMode(0o644)
 	if mode&0o111 != 0 {
@@ -180,7 +196,7 @@ func extract(root string, f *zip.File) error {
 		return err
 	}
 	defer rc.Close()
-	out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	out, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
 	if err != nil {
 		return err
 	}

@@ -80,17 +80,8 @@ func (s *Service) updateFunctionCode(ctx context.Context, r *awsproto.Request) (
 		if err != nil {
 			return err
 		}
-		if len(v.LayerHexes) > 0 {
-			var layers int64
-			for _, l := range v.Config.Layers {
-				name, n, _ := s.parseLayerVersionARN(r, l.Arn)
-				if lv, ok, err := store.GetJSON[layerVersion](tx, s.layerVersionKey(r, name, n)); err == nil && ok {
-					layers += lv.Unzipped
-				}
-			}
-			if err := checkUnzipped(info.Unzipped, layers); err != nil {
-				return err
-			}
+		if err := checkUnzipped(info.Unzipped, v.LayersUnzipped); err != nil {
+			return err
 		}
 		v.Config.CodeSha256, v.Config.CodeSize, v.CodeHex, v.CodeUnzipped = info.Sha256, info.Size, info.Hex, info.Unzipped
 		if in.DryRun {
@@ -167,11 +158,12 @@ func (s *Service) updateFunctionConfiguration(ctx context.Context, r *awsproto.R
 			if err != nil {
 				return err
 			}
-			if err := checkUnzipped(v.CodeUnzipped, size); err != nil {
+			if err := checkUnzipped(s.codeUnzipped(v), size); err != nil {
 				return err
 			}
-			newLayers = !slices.Equal(hexes, v.LayerHexes)
-			c.Layers, v.LayerHexes = refs, hexes
+			// Prepared again even when unchanged: a retry after a failed update recovers.
+			newLayers = len(hexes) > 0 || !slices.Equal(hexes, v.LayerHexes)
+			c.Layers, v.LayerHexes, v.LayersUnzipped = refs, hexes, size
 		}
 		set(&c.Role, in.Role)
 		set(&c.Handler, in.Handler)
@@ -193,7 +185,7 @@ func (s *Service) updateFunctionConfiguration(ctx context.Context, r *awsproto.R
 		c.LastUpdateStatus, c.LastUpdateReason, c.LastUpdateCode = UpdateOK, "", ""
 		if newLayers {
 			// The new /opt is made before the update is Successful.
-			c.LastUpdateStatus, c.LastUpdateReason, c.LastUpdateCode = UpdateRunning, "The function is being updated.", "Updating"
+			c.LastUpdateStatus, c.LastUpdateReason, c.LastUpdateCode = UpdateRunning, "The function is being created.", "Creating"
 			prepareRev = c.RevisionID
 		}
 		out = *c
