@@ -149,8 +149,8 @@ func (s *Service) API() awsproto.Service {
 
 // Start cleans up what a previous run left (sandboxes and network namespaces of environments,
 // which do not outlive the server that served their Runtime API), installs the runtime clients,
-// resumes work that a stop interrupted (functions left Pending or InProgress, queued events) and
-// starts reclaiming idle environments.
+// removes code no version uses, resumes work that a stop interrupted (functions left Pending or
+// InProgress, queued events) and starts reclaiming idle environments.
 func (s *Service) Start(ctx context.Context) error {
 	if err := s.migrateLogs(); err != nil {
 		return fmt.Errorf("lambda: %w", err)
@@ -175,15 +175,16 @@ func (s *Service) Start(ctx context.Context) error {
 	if err := runtimes.Install(s.cfg.RuntimeDir); err != nil {
 		return fmt.Errorf("lambda: install runtime clients: %w", err)
 	}
+	kvs, err := s.store.List(ctx, "lambda/", "", 0)
+	if err != nil {
+		return err
+	}
+	s.collectGarbage(kvs) // before anything runs that could be unpacking code
 	bg, cancel := context.WithCancel(context.Background())
 	s.stopBg = cancel
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); s.pool.reap(bg, s.cfg.KeepWarm) }()
 	go func() { defer s.wg.Done(); s.runQueue(bg) }()
-	kvs, err := s.store.List(ctx, "lambda/", "", 0)
-	if err != nil {
-		return err
-	}
 	for _, kv := range kvs {
 		if !isLatestKey(kv.Key) {
 			continue

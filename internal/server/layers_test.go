@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -156,5 +158,44 @@ func TestLayersRun(t *testing.T) {
 	waitUpdated(t, c, "layered")
 	if got := invoke(t, c, "layered", `{"nums": [4]}`); got.fnError == "" || !strings.Contains(got.payload, "No module named 'helper'") {
 		t.Fatalf("without layers: %s (%s)", got.payload, got.fnError)
+	}
+}
+
+// TestCodeGarbage: at start, code blobs, unpacked code and merged layers that no version uses any
+// more are removed; what versions and layer versions use is kept.
+func TestCodeGarbage(t *testing.T) {
+	ctx := context.Background()
+	dataDir := t.TempDir()
+	s := servertest.Start(t, dataDir)
+	c := lambda.NewFromConfig(s.Config(t, nil))
+	layer := publishLayer(t, c, "kept", zipEntry{name: "python/k.py", body: "K = 1\n"})
+	createMean(t, c, "gc", func(in *lambda.CreateFunctionInput) { in.Layers = []string{aws.ToString(layer.LayerVersionArn)} })
+	if _, err := c.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: aws.String("gc"),
+		ZipFile: makeZip(t, zipEntry{name: "lambda_function.py", body: meanHandler + "\n# v2\n"})}); err != nil {
+		t.Fatal(err)
+	}
+	waitUpdated(t, c, "gc")
+	createMean(t, c, "gone", func(in *lambda.CreateFunctionInput) {
+		in.Code.ZipFile = makeZip(t, zipEntry{name: "lambda_function.py", body: meanHandler + "\n# gone\n"})
+	})
+	if _, err := c.DeleteFunction(ctx, &lambda.DeleteFunctionInput{FunctionName: aws.String("gone")}); err != nil {
+		t.Fatal(err)
+	}
+	count := func(dir string) int {
+		entries, _ := os.ReadDir(filepath.Join(dataDir, "lambda", dir))
+		return len(entries)
+	}
+	if count("code") != 4 || count("task") != 3 {
+		t.Fatalf("before the restart: %d blobs, %d task dirs", count("code"), count("task"))
+	}
+	s.Stop(t)
+	s = servertest.Start(t, dataDir)
+	// Left: the layer's blob and gc's second code (and its task dir).
+	if count("code") != 2 || count("task") != 1 || count("opt") != 1 {
+		t.Fatalf("after the restart: %d blobs, %d task dirs, %d opt dirs", count("code"), count("task"), count("opt"))
+	}
+	c = lambda.NewFromConfig(s.Config(t, nil))
+	if out, err := c.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String("gc")}); err != nil || len(out.Configuration.Layers) != 1 {
+		t.Fatalf("gc after the restart: %v %v", out, err)
 	}
 }
