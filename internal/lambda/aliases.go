@@ -174,11 +174,15 @@ func (s *Service) deleteAlias(ctx context.Context, r *awsproto.Request) (int, an
 		return 0, nil, err
 	}
 	err = s.store.Update(ctx, func(tx store.Tx) error {
-		err := tx.Delete(s.aliasKey(r, f.name, r.HTTP.PathValue("alias")))
+		alias := r.HTTP.PathValue("alias")
+		err := tx.Delete(s.aliasKey(r, f.name, alias))
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return s.deleteURLsTx(tx, r, f.name, alias) // its URL goes with it
 	})
 	if err != nil {
 		return 0, nil, err

@@ -36,6 +36,8 @@ type Config struct {
 	Region  string
 	// Logs receives the functions' logs (CloudWatch Logs); default <DataDir>/logs.
 	Logs *logs.Store
+	// FunctionURL renders the URL of the function URL with an id (FunctionUrl).
+	FunctionURL func(id string) string
 	// AccountConcurrency is the account's concurrency limit (AWS's default is 1,000).
 	AccountConcurrency int
 	// Presign returns a presigned URL for a path of this server (for GetFunction's Code.Location).
@@ -99,6 +101,9 @@ func New(cfg Config) *Service {
 		cfg.KeepWarm = 10 * time.Minute
 	}
 	cfg.RuntimeDir = filepath.Join(cfg.DataDir, "lambda", "runtime")
+	if cfg.FunctionURL == nil {
+		cfg.FunctionURL = func(id string) string { return "http://" + id + ".lambda-url." + cfg.Region + ".localhost/" }
+	}
 	if cfg.Logs == nil {
 		cfg.Logs = &logs.Store{Dir: filepath.Join(cfg.DataDir, "logs")}
 	}
@@ -144,6 +149,11 @@ func (s *Service) API() awsproto.Service {
 	api.Handle("GET /2018-10-31/layers/{layer}/versions/{version}", "GetLayerVersion", s.getLayerVersion)
 	api.Handle("DELETE /2018-10-31/layers/{layer}/versions/{version}", "DeleteLayerVersion", s.deleteLayerVersion)
 	api.Handle("GET /2018-10-31/layers", "ListLayers", s.listLayers)
+	api.Handle("POST /2021-10-31/functions/{name}/url", "CreateFunctionUrlConfig", s.createFunctionURLConfig)
+	api.Handle("GET /2021-10-31/functions/{name}/url", "GetFunctionUrlConfig", s.getFunctionURLConfig)
+	api.Handle("PUT /2021-10-31/functions/{name}/url", "UpdateFunctionUrlConfig", s.updateFunctionURLConfig)
+	api.Handle("DELETE /2021-10-31/functions/{name}/url", "DeleteFunctionUrlConfig", s.deleteFunctionURLConfig)
+	api.Handle("GET /2021-10-31/functions/{name}/urls", "ListFunctionUrlConfigs", s.listFunctionURLConfigs)
 	return api
 }
 

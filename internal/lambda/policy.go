@@ -46,6 +46,8 @@ type addPermissionInput struct {
 	SourceArn     string
 	SourceAccount string
 	RevisionId    string
+	// FunctionUrlAuthType limits a lambda:InvokeFunctionUrl permission to URLs of that AuthType.
+	FunctionUrlAuthType string
 }
 
 // principalOf renders a principal as AWS does: a service, an account (as its root ARN) or "*".
@@ -77,18 +79,26 @@ func (s *Service) addPermission(ctx context.Context, r *awsproto.Request) (int, 
 		return 0, nil, validation(in.Principal, "principal", `Member must satisfy regular expression pattern: [^\s]+`)
 	case in.SourceAccount != "" && !accountRE.MatchString(in.SourceAccount):
 		return 0, nil, validation(in.SourceAccount, "sourceAccount", `Member must satisfy regular expression pattern: \d{12}`)
+	case in.FunctionUrlAuthType != "" && in.FunctionUrlAuthType != "NONE" && in.FunctionUrlAuthType != "AWS_IAM":
+		return 0, nil, validation(in.FunctionUrlAuthType, "functionUrlAuthType", "Member must satisfy enum value set: [NONE, AWS_IAM]")
 	case in.SourceArn != "" && !strings.HasPrefix(in.SourceArn, "arn:"):
 		return 0, nil, validation(in.SourceArn, "sourceArn", `Member must satisfy regular expression pattern: arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:([a-z]{2}(-gov)?-[a-z]+-\d{1})?:(\d{12})?:(.*)`)
 	}
 	st := Statement{Sid: in.StatementId, Effect: "Allow", Principal: principalOf(in.Principal), Action: in.Action,
 		Resource: s.arn(r, f)}
-	if in.SourceArn != "" || in.SourceAccount != "" {
+	if in.SourceArn != "" || in.SourceAccount != "" || in.FunctionUrlAuthType != "" {
 		st.Condition = map[string]map[string]string{}
 		if in.SourceArn != "" {
 			st.Condition["ArnLike"] = map[string]string{"AWS:SourceArn": in.SourceArn}
 		}
+		if in.SourceAccount != "" || in.FunctionUrlAuthType != "" {
+			st.Condition["StringEquals"] = map[string]string{}
+		}
 		if in.SourceAccount != "" {
-			st.Condition["StringEquals"] = map[string]string{"AWS:SourceAccount": in.SourceAccount}
+			st.Condition["StringEquals"]["AWS:SourceAccount"] = in.SourceAccount
+		}
+		if in.FunctionUrlAuthType != "" {
+			st.Condition["StringEquals"]["lambda:FunctionUrlAuthType"] = in.FunctionUrlAuthType
 		}
 	}
 	err = s.store.Update(ctx, func(tx store.Tx) error {
@@ -217,6 +227,11 @@ func (s *Service) InvokeAs(ctx context.Context, account, functionARN, principal,
 	if !t.fn.Policies[f.qualifier].allows(principal, sourceArn) {
 		return nil, false, ErrNotPermitted
 	}
+	return s.runAs(ctx, account, t, payload)
+}
+
+// runAs runs a synchronous invocation a service asked for.
+func (s *Service) runAs(ctx context.Context, account string, t target, payload []byte) ([]byte, bool, error) {
 	if t.v.Config.State != StateActive {
 		return nil, false, conflict("The function is currently in the following state: %s", t.v.Config.State)
 	}
@@ -228,4 +243,21 @@ func (s *Service) InvokeAs(ctx context.Context, account, functionARN, principal,
 		return nil, false, err
 	}
 	return out.result.Payload, out.result.Failed(), nil
+}
+
+// allowsURL reports whether a policy lets everyone invoke the function's URL of authType.
+func (p policy) allowsURL(authType string) bool {
+	for _, st := range p.Statements {
+		if st.Effect != "Allow" || st.Action != "lambda:InvokeFunctionUrl" && st.Action != "lambda:*" && st.Action != "*" {
+			continue
+		}
+		if st.Principal["AWS"] != "*" {
+			continue
+		}
+		if want, ok := st.Condition["StringEquals"]["lambda:FunctionUrlAuthType"]; ok && want != authType {
+			continue
+		}
+		return true
+	}
+	return false
 }

@@ -255,6 +255,9 @@ func (s *Service) deleteFunction(ctx context.Context, r *awsproto.Request) (int,
 				return err
 			}
 		}
+		if err := s.deleteURLsTx(tx, r, f.name, ""); err != nil {
+			return err
+		}
 		return tx.Delete(s.functionKey(r, f.name))
 	})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nubis/nubis/internal/apigw/execute"
 	"github.com/nubis/nubis/internal/awsproto"
+	"github.com/nubis/nubis/internal/lambdaurl"
 	"github.com/nubis/nubis/internal/sigv4"
 	"github.com/nubis/nubis/internal/version"
 )
@@ -34,6 +35,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
 	}
 	if _, _, ok := execute.Target(hr); ok {
 		s.execute.ServeHTTP(w, hr)
+		return
+	}
+	if _, _, ok := lambdaurl.Target(hr); ok {
+		s.lambdaURLs.ServeHTTP(w, hr)
 		return
 	}
 	start := time.Now()

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nubis/nubis/internal/apigw"
@@ -24,6 +25,7 @@ import (
 	"github.com/nubis/nubis/internal/identity"
 	"github.com/nubis/nubis/internal/image"
 	"github.com/nubis/nubis/internal/lambda"
+	"github.com/nubis/nubis/internal/lambdaurl"
 	"github.com/nubis/nubis/internal/logs"
 	"github.com/nubis/nubis/internal/machine"
 	"github.com/nubis/nubis/internal/machine/container"
@@ -99,9 +101,11 @@ type Server struct {
 	lambda   *lambda.Service
 	ec2      *ec2.Service
 	execute  *execute.Handler
-	logs     *logs.Store
-	listener net.Listener
-	http     *http.Server
+	// lambdaURLs serves function URLs.
+	lambdaURLs *lambdaurl.Handler
+	logs       *logs.Store
+	listener   net.Listener
+	http       *http.Server
 }
 
 // OpenStore opens the store of a data dir, creating the dir (mode 0700) if needed.
@@ -159,7 +163,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	undo = append(undo, func() { s.listener.Close() })
 	s.logs = &logs.Store{Dir: filepath.Join(cfg.DataDir, "logs")}
-	lcfg := lambda.Config{Store: s.store, DataDir: cfg.DataDir, Region: cfg.Region, Logs: s.logs,
+	lcfg := lambda.Config{Store: s.store, DataDir: cfg.DataDir, Region: cfg.Region, Logs: s.logs, FunctionURL: s.functionURL,
 		Presign: s.presign, Log: cfg.Log.With("component", "lambda"), KeepWarm: cfg.KeepWarm,
 		AccountConcurrency: cfg.LambdaConcurrency, EventRetryDelays: cfg.EventRetryDelays}
 	if drv, why := sandboxDriver(ctx, cfg); drv != nil {
@@ -176,7 +180,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	apis := apigw.New(apigw.Config{Store: s.store, Region: cfg.Region, Endpoint: s.Endpoint,
 		Log: cfg.Log.With("component", "apigateway")})
 	s.execute = execute.New(execute.Config{APIs: apis, Functions: s.lambda, Region: cfg.Region,
-		Account: s.ident.Account().ID, Verify: s.verifyExecuteAPI, Log: cfg.Log.With("component", "execute-api")})
+		Account: s.ident.Account().ID, Verify: s.verifySigned("execute-api"), Log: cfg.Log.With("component", "execute-api")})
+	s.lambdaURLs = lambdaurl.New(lambdaurl.Config{Functions: s.lambda, Region: cfg.Region, Verify: s.verifySigned("lambda"),
+		Log: cfg.Log.With("component", "lambda-url")})
 	s.ec2 = ec2.New(s.store, cfg.Region, cfg.Log.With("component", "ec2"))
 	if len(cfg.Zones) > 0 {
 		if err := s.ec2.SetZones(cfg.Zones); err != nil {
@@ -215,6 +221,14 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	return s, nil
+}
+
+// functionURL is the URL of the function URL with an id: its host names it, as on AWS, at this
+// server's port (*.localhost resolves to the loopback in browsers and curl; other clients use the
+// path form, /_aws/lambda-url/<id>/).
+func (s *Server) functionURL(id string) string {
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(s.Endpoint(), "http://"))
+	return "http://" + id + ".lambda-url." + s.cfg.Region + ".localhost:" + port + "/"
 }
 
 // Endpoint is the URL clients use to reach the API.
@@ -350,15 +364,18 @@ func machineDriver(ctx context.Context, cfg Config, vols *volume.Store) (machine
 	return drv, ""
 }
 
-// verifyExecuteAPI checks the SigV4 signature of a request to an AWS_IAM route: signed with this
-// server's credentials for the execute-api service.
-func (s *Server) verifyExecuteAPI(r *http.Request, body []byte) error {
-	res, err := s.verifier.Verify(r.Context(), r, body)
-	if err != nil {
-		return err
+// verifySigned returns the check of the SigV4 signature of a request to an AWS_IAM route
+// (service execute-api) or function URL (service lambda): signed with this server's credentials
+// for that service.
+func (s *Server) verifySigned(service string) func(r *http.Request, body []byte) error {
+	return func(r *http.Request, body []byte) error {
+		res, err := s.verifier.Verify(r.Context(), r, body)
+		if err != nil {
+			return err
+		}
+		if res.Scope.Service != service {
+			return fmt.Errorf("signed for %s, not %s", res.Scope.Service, service)
+		}
+		return nil
 	}
-	if res.Scope.Service != "execute-api" {
-		return fmt.Errorf("signed for %s, not execute-api", res.Scope.Service)
-	}
-	return nil
 }

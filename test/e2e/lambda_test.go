@@ -292,3 +292,40 @@ func TestLambdaLayerCLI(t *testing.T) {
 		t.Fatalf("list-layers: %s", list)
 	}
 }
+
+// TestFunctionURLCLI: a function URL made with the aws CLI, opened to everyone with add-permission
+// --function-url-auth-type NONE, and called with curl by its own URL.
+func TestFunctionURLCLI(t *testing.T) {
+	needRoot(t)
+	needDebianAWS(t)
+	curl := need(t, "curl")
+	dataDir := t.TempDir()
+	startServer(t, dataDir)
+	c := cli{t: t, bin: "/usr/bin/aws", env: env(t, dataDir), home: t.TempDir()}
+	dir := t.TempDir()
+	writeZip(t, filepath.Join(dir, "f.zip"), "lambda_function.py",
+		"def lambda_handler(event, context):\n    nums = [float(x) for x in event['queryStringParameters']['nums'].split(',')]\n    return {'mean': sum(nums) / len(nums)}\n")
+	c.ok("lambda", "create-function", "--function-name", "calculate_mean", "--runtime", "python3.12", "--role", "arn:aws:iam::123456789012:role/r",
+		"--handler", "lambda_function.lambda_handler", "--zip-file", "fileb://"+filepath.Join(dir, "f.zip"))
+	c.ok("lambda", "wait", "function-active-v2", "--function-name", "calculate_mean")
+	var cfg struct{ FunctionUrl string }
+	json.Unmarshal([]byte(c.ok("lambda", "create-function-url-config", "--function-name", "calculate_mean", "--auth-type", "NONE")), &cfg)
+	if cfg.FunctionUrl == "" {
+		t.Fatal("no FunctionUrl")
+	}
+	get := func() string {
+		out, err := exec.Command(curl, "-s", "-w", " %{http_code}", cfg.FunctionUrl+"?nums=1,2,3,4").Output()
+		if err != nil {
+			t.Fatalf("curl %s: %v", cfg.FunctionUrl, err)
+		}
+		return string(out)
+	}
+	if got := get(); got != `{"Message":"Forbidden"} 403` {
+		t.Fatalf("before add-permission: %q", got)
+	}
+	c.ok("lambda", "add-permission", "--function-name", "calculate_mean", "--statement-id", "FunctionURLAllowPublicAccess",
+		"--action", "lambda:InvokeFunctionUrl", "--principal", "*", "--function-url-auth-type", "NONE")
+	if got := get(); got != `{"mean": 2.5} 200` {
+		t.Fatalf("after add-permission: %q", got)
+	}
+}
