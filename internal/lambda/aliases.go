@@ -182,7 +182,14 @@ func (s *Service) deleteAlias(ctx context.Context, r *awsproto.Request) (int, an
 		if err != nil {
 			return err
 		}
-		return s.deleteURLsTx(tx, r, f.name, alias) // its URL goes with it
+		// Its URL and its policy go with it: an alias made again with the name starts bare.
+		if fn, err := s.requireFunction(tx, r, ref{name: f.name}); err == nil && fn.Policies[alias].Statements != nil {
+			delete(fn.Policies, alias)
+			if err := store.PutJSON(tx, s.functionKey(r, f.name), fn); err != nil {
+				return err
+			}
+		}
+		return s.deleteURLsTx(tx, r, f.name, alias)
 	})
 	if err != nil {
 		return 0, nil, err

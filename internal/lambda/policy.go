@@ -48,6 +48,9 @@ type addPermissionInput struct {
 	RevisionId    string
 	// FunctionUrlAuthType limits a lambda:InvokeFunctionUrl permission to URLs of that AuthType.
 	FunctionUrlAuthType string
+	// InvokedViaFunctionUrl limits a lambda:InvokeFunction permission to invocations through the
+	// function's URL.
+	InvokedViaFunctionUrl bool
 }
 
 // principalOf renders a principal as AWS does: a service, an account (as its root ARN) or "*".
@@ -86,7 +89,7 @@ func (s *Service) addPermission(ctx context.Context, r *awsproto.Request) (int, 
 	}
 	st := Statement{Sid: in.StatementId, Effect: "Allow", Principal: principalOf(in.Principal), Action: in.Action,
 		Resource: s.arn(r, f)}
-	if in.SourceArn != "" || in.SourceAccount != "" || in.FunctionUrlAuthType != "" {
+	if in.SourceArn != "" || in.SourceAccount != "" || in.FunctionUrlAuthType != "" || in.InvokedViaFunctionUrl {
 		st.Condition = map[string]map[string]string{}
 		if in.SourceArn != "" {
 			st.Condition["ArnLike"] = map[string]string{"AWS:SourceArn": in.SourceArn}
@@ -99,6 +102,9 @@ func (s *Service) addPermission(ctx context.Context, r *awsproto.Request) (int, 
 		}
 		if in.FunctionUrlAuthType != "" {
 			st.Condition["StringEquals"]["lambda:FunctionUrlAuthType"] = in.FunctionUrlAuthType
+		}
+		if in.InvokedViaFunctionUrl {
+			st.Condition["Bool"] = map[string]string{"lambda:InvokedViaFunctionUrl": "true"}
 		}
 	}
 	err = s.store.Update(ctx, func(tx store.Tx) error {
@@ -194,7 +200,7 @@ func (p policy) allows(principal, sourceArn string) bool {
 		if st.Effect != "Allow" || st.Action != "lambda:InvokeFunction" && st.Action != "lambda:*" && st.Action != "*" {
 			continue
 		}
-		if st.Principal["Service"] != principal && st.Principal["AWS"] != "*" {
+		if st.Principal["Service"] != principal && st.Principal["AWS"] != "*" || urlOnly(st.Condition) {
 			continue
 		}
 		if pattern, ok := st.Condition["ArnLike"]["AWS:SourceArn"]; ok && !arnLike(pattern, sourceArn) {
@@ -245,19 +251,45 @@ func (s *Service) runAs(ctx context.Context, account string, t target, payload [
 	return out.result.Payload, out.result.Failed(), nil
 }
 
-// allowsURL reports whether a policy lets everyone invoke the function's URL of authType.
+// allowsURL reports whether a policy lets everyone invoke the function through its URL of
+// authType: both lambda:InvokeFunctionUrl and lambda:InvokeFunction, as AWS requires of function
+// URLs since October 2025.
 func (p policy) allowsURL(authType string) bool {
+	return p.allowsEveryone("lambda:InvokeFunctionUrl", authType) && p.allowsEveryone("lambda:InvokeFunction", authType)
+}
+
+func (p policy) allowsEveryone(action, authType string) bool {
 	for _, st := range p.Statements {
-		if st.Effect != "Allow" || st.Action != "lambda:InvokeFunctionUrl" && st.Action != "lambda:*" && st.Action != "*" {
+		if st.Effect != "Allow" || st.Action != action && st.Action != "lambda:*" && st.Action != "*" || st.Principal["AWS"] != "*" {
 			continue
 		}
-		if st.Principal["AWS"] != "*" {
-			continue
+		if urlConditionsHold(st.Condition, authType) {
+			return true
 		}
-		if want, ok := st.Condition["StringEquals"]["lambda:FunctionUrlAuthType"]; ok && want != authType {
-			continue
-		}
-		return true
 	}
 	return false
+}
+
+// urlConditionsHold reports whether a statement's conditions hold for an anonymous request
+// through a function URL of authType: the only keys such a request has are
+// lambda:FunctionUrlAuthType and lambda:InvokedViaFunctionUrl.
+func urlConditionsHold(cond map[string]map[string]string, authType string) bool {
+	for op, kv := range cond {
+		for k, v := range kv {
+			switch {
+			case op == "StringEquals" && k == "lambda:FunctionUrlAuthType" && v == authType:
+			case op == "Bool" && k == "lambda:InvokedViaFunctionUrl" && v == "true":
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// urlOnly reports whether a statement's conditions hold only for requests through a function URL.
+func urlOnly(cond map[string]map[string]string) bool {
+	_, a := cond["StringEquals"]["lambda:FunctionUrlAuthType"]
+	_, b := cond["Bool"]["lambda:InvokedViaFunctionUrl"]
+	return a || b
 }

@@ -63,7 +63,7 @@ func urlIndexKey(id string) string { return "lambda-url/" + id }
 
 func (s *Service) urlKey(r *awsproto.Request, function, qualifier string) string {
 	if qualifier == "" {
-		qualifier = "-"
+		qualifier = "$LATEST" // no alias has that name
 	}
 	return s.prefix(r) + "url/" + function + "/" + qualifier
 }
@@ -75,6 +75,9 @@ func (s *Service) urlRef(r *awsproto.Request) (ref, error) {
 	f, err := s.parseRef(r, r.HTTP.PathValue("name"), "")
 	if err != nil {
 		return f, err
+	}
+	if q != "" && f.qualifier != "" && q != f.qualifier {
+		return f, invalidParam("The derived qualifier from the function name does not match the specified qualifier.")
 	}
 	if q == "" {
 		q = f.qualifier
@@ -133,9 +136,17 @@ func (in urlConfigInput) check(create bool) error {
 		if c.MaxAge != nil && (*c.MaxAge < 0 || *c.MaxAge > 86400) {
 			return validation(*c.MaxAge, "cors.maxAge", "Member must have value between 0 and 86400")
 		}
+		if len(c.AllowMethods) > 6 {
+			return validation(c.AllowMethods, "cors.allowMethods", "Member must have length less than or equal to 6")
+		}
 		for _, m := range c.AllowMethods {
-			if len(m) > 6 || strings.Trim(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZ*") != "" {
-				return validation(c.AllowMethods, "cors.allowMethods", `Member must satisfy constraint: [Member must satisfy regular expression pattern: .*]`)
+			if m == "" || len(m) > 6 {
+				return validation(c.AllowMethods, "cors.allowMethods", "Member must satisfy constraint: [Member must have length less than or equal to 6]")
+			}
+		}
+		for _, o := range c.AllowOrigins {
+			if o == "" || len(o) > 253 {
+				return validation(c.AllowOrigins, "cors.allowOrigins", "Member must satisfy constraint: [Member must have length between 1 and 253]")
 			}
 		}
 		if len(c.AllowOrigins) > 100 || len(c.AllowHeaders) > 100 || len(c.ExposeHeaders) > 100 {
@@ -171,7 +182,7 @@ func (s *Service) createFunctionURLConfig(ctx context.Context, r *awsproto.Reque
 		return 0, nil, err
 	}
 	now := lastModified(s.now())
-	u := urlConfig{ID: newURLID(), Function: f.name, Qualifier: f.qualifier, AuthType: *in.AuthType, Cors: in.Cors,
+	u := urlConfig{Function: f.name, Qualifier: f.qualifier, AuthType: *in.AuthType, Cors: in.Cors,
 		InvokeMode: "BUFFERED", Created: now, Modified: now}
 	err = s.store.Update(ctx, func(tx store.Tx) error {
 		if _, err := s.requireFunction(tx, r, ref{name: f.name}); err != nil {
@@ -189,9 +200,18 @@ func (s *Service) createFunctionURLConfig(ctx context.Context, r *awsproto.Reque
 		} else if ok {
 			return conflict("Failed to create function url config for [functionArn = %s]. Error message:  FunctionUrlConfig exists for this Lambda function", s.arn(r, f))
 		}
-		if err := store.PutJSON(tx, urlIndexKey(u.ID), urlIndex{Account: r.Caller.AccountID, Region: s.cfg.Region,
-			Function: f.name, Qualifier: f.qualifier}); err != nil {
+		idx, err := jsonBytes(urlIndex{Account: r.Caller.AccountID, Region: s.cfg.Region, Function: f.name, Qualifier: f.qualifier})
+		if err != nil {
 			return err
+		}
+		for {
+			u.ID = newURLID()
+			if err := tx.Create(urlIndexKey(u.ID), idx); !errors.Is(err, store.ErrExists) {
+				if err != nil {
+					return err
+				}
+				break
+			}
 		}
 		return store.PutJSON(tx, s.urlKey(r, f.name, f.qualifier), u)
 	})

@@ -30,12 +30,18 @@ type Functions interface {
 	InvokeURL(ctx context.Context, t lambda.URLTarget, event []byte) ([]byte, bool, error)
 }
 
+// Caller is who signed a request to an AWS_IAM URL, for the event's requestContext.authorizer.iam.
+type Caller struct {
+	AccessKey, AccountID, CallerID, UserARN, UserID string
+}
+
 // Config is what the data plane needs.
 type Config struct {
 	Functions Functions
 	Region    string
-	// Verify checks the SigV4 signature (service lambda) of a request to an AWS_IAM URL.
-	Verify func(r *http.Request, body []byte) error
+	// Verify checks the SigV4 signature (service lambda) of a request to an AWS_IAM URL and says
+	// who signed it.
+	Verify func(r *http.Request, body []byte) (Caller, error)
 	Log    *slog.Logger
 }
 
@@ -53,15 +59,17 @@ func New(cfg Config) *Handler {
 // PathPrefix is where function URLs are reached by path rather than by host.
 const PathPrefix = "/_aws/lambda-url/"
 
-// Target reports whether r is for a function URL, and which (its id and the path after it,
-// still percent-encoded).
-func Target(r *http.Request) (id, path string, ok bool) {
+// Host is the host name of the function URL with an id.
+func Host(id, region string) string { return id + ".lambda-url." + region + ".localhost" }
+
+// Target reports whether r is for a function URL of region, and which (its id and the path after
+// it, still percent-encoded).
+func Target(r *http.Request, region string) (id, path string, ok bool) {
 	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	if first, rest, found := strings.Cut(strings.ToLower(host), "."); found && strings.HasPrefix(rest, "lambda-url.") &&
-		strings.HasSuffix(rest, ".localhost") && first != "" {
+	if first, rest, found := strings.Cut(strings.ToLower(host), "."); found && first != "" && Host("", region) == "."+rest {
 		return first, r.URL.EscapedPath(), true
 	}
 	if rest, found := strings.CutPrefix(r.URL.EscapedPath(), PathPrefix); found {
@@ -89,7 +97,7 @@ func write(w http.ResponseWriter, resp httpapi.Response) {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reqID := uuid.NewString()
 	w.Header().Set("X-Amzn-Requestid", reqID)
-	id, path, ok := Target(r)
+	id, path, ok := Target(r, h.cfg.Region)
 	if !ok {
 		write(w, errorResponse(http.StatusNotFound, "Not Found"))
 		return
@@ -127,23 +135,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) invoke(r *http.Request, body []byte, reqID, id, path string, t lambda.URLTarget) httpapi.Response {
-	account := "anonymous"
+	srcIP, _, _ := net.SplitHostPort(r.RemoteAddr)
+	info := httpapi.RequestInfo{AccountID: "anonymous", APIID: id, DomainName: Host(id, h.cfg.Region), DomainPrefix: id,
+		Stage: "$default", RouteKey: "$default", RequestID: reqID, SourceIP: srcIP, Time: time.Now(), RawPath: path}
 	if t.AuthType == "AWS_IAM" {
-		if h.cfg.Verify == nil || h.cfg.Verify(r, body) != nil {
+		if h.cfg.Verify == nil {
 			return errorResponse(http.StatusForbidden, "Forbidden")
 		}
-		account = t.Account
+		c, err := h.cfg.Verify(r, body)
+		if err != nil {
+			return errorResponse(http.StatusForbidden, "Forbidden")
+		}
+		info.AccountID = c.AccountID
+		info.Authorizer = map[string]any{"iam": map[string]any{"accessKey": c.AccessKey, "accountId": c.AccountID,
+			"callerId": c.CallerID, "cognitoIdentity": nil, "principalOrgId": nil, "userArn": c.UserARN, "userId": c.UserID}}
 	}
-	host := r.Host
-	if hh, _, err := net.SplitHostPort(host); err == nil {
-		host = hh
-	}
-	srcIP, _, _ := net.SplitHostPort(r.RemoteAddr)
-	info := httpapi.RequestInfo{AccountID: account, APIID: id, DomainName: host, DomainPrefix: id, Stage: "$default",
-		RouteKey: "$default", RequestID: reqID, SourceIP: srcIP, Time: time.Now(), RawPath: path}
 	event, err := httpapi.Event(httpapi.Version2, r, body, info)
 	if err != nil {
 		return errorResponse(http.StatusBadRequest, "Bad Request")
+	}
+	if len(event) > maxBody {
+		return errorResponse(http.StatusRequestEntityTooLarge, "Request must be smaller than 6291456 bytes for the InvokeFunction operation")
 	}
 	payload, failed, err := h.cfg.Functions.InvokeURL(context.WithoutCancel(r.Context()), t, event)
 	var apiErr *awsproto.Error

@@ -29,16 +29,17 @@ const HealthPath = "/_nubis/health"
 // ServeHTTP routes a request: the health endpoint, or an AWS API call, which is authenticated with
 // SigV4 and handed to the service its credential scope names.
 func (s *Server) ServeHTTP(w http.ResponseWriter, hr *http.Request) {
+	// A function URL's host first: every path of it is the function's.
+	if _, _, ok := lambdaurl.Target(hr, s.cfg.Region); ok {
+		s.lambdaURLs.ServeHTTP(w, hr)
+		return
+	}
 	if hr.URL.Path == HealthPath {
 		s.health(w, hr)
 		return
 	}
 	if _, _, ok := execute.Target(hr); ok {
 		s.execute.ServeHTTP(w, hr)
-		return
-	}
-	if _, _, ok := lambdaurl.Target(hr); ok {
-		s.lambdaURLs.ServeHTTP(w, hr)
 		return
 	}
 	start := time.Now()

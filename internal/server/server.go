@@ -180,8 +180,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	apis := apigw.New(apigw.Config{Store: s.store, Region: cfg.Region, Endpoint: s.Endpoint,
 		Log: cfg.Log.With("component", "apigateway")})
 	s.execute = execute.New(execute.Config{APIs: apis, Functions: s.lambda, Region: cfg.Region,
-		Account: s.ident.Account().ID, Verify: s.verifySigned("execute-api"), Log: cfg.Log.With("component", "execute-api")})
-	s.lambdaURLs = lambdaurl.New(lambdaurl.Config{Functions: s.lambda, Region: cfg.Region, Verify: s.verifySigned("lambda"),
+		Account: s.ident.Account().ID, Verify: s.verifyExecuteAPI, Log: cfg.Log.With("component", "execute-api")})
+	s.lambdaURLs = lambdaurl.New(lambdaurl.Config{Functions: s.lambda, Region: cfg.Region, Verify: s.verifyURLCaller,
 		Log: cfg.Log.With("component", "lambda-url")})
 	s.ec2 = ec2.New(s.store, cfg.Region, cfg.Log.With("component", "ec2"))
 	if len(cfg.Zones) > 0 {
@@ -228,7 +228,19 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 // path form, /_aws/lambda-url/<id>/).
 func (s *Server) functionURL(id string) string {
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(s.Endpoint(), "http://"))
-	return "http://" + id + ".lambda-url." + s.cfg.Region + ".localhost:" + port + "/"
+	return "http://" + net.JoinHostPort(lambdaurl.Host(id, s.cfg.Region), port) + "/"
+}
+
+// verifyURLCaller checks the signature of a request to an AWS_IAM function URL (service lambda)
+// and says who made it: the account's root user, the one identity nubis has.
+func (s *Server) verifyURLCaller(r *http.Request, body []byte) (lambdaurl.Caller, error) {
+	res, err := s.verifyFor(r, body, "lambda")
+	if err != nil {
+		return lambdaurl.Caller{}, err
+	}
+	acct := s.ident.Account().ID
+	return lambdaurl.Caller{AccessKey: res.Scope.AccessKeyID, AccountID: acct, CallerID: acct,
+		UserARN: "arn:aws:iam::" + acct + ":root", UserID: acct}, nil
 }
 
 // Endpoint is the URL clients use to reach the API.
@@ -364,18 +376,21 @@ func machineDriver(ctx context.Context, cfg Config, vols *volume.Store) (machine
 	return drv, ""
 }
 
-// verifySigned returns the check of the SigV4 signature of a request to an AWS_IAM route
-// (service execute-api) or function URL (service lambda): signed with this server's credentials
-// for that service.
-func (s *Server) verifySigned(service string) func(r *http.Request, body []byte) error {
-	return func(r *http.Request, body []byte) error {
-		res, err := s.verifier.Verify(r.Context(), r, body)
-		if err != nil {
-			return err
-		}
-		if res.Scope.Service != service {
-			return fmt.Errorf("signed for %s, not %s", res.Scope.Service, service)
-		}
-		return nil
+// verifyExecuteAPI checks the SigV4 signature of a request to an AWS_IAM route: signed with this
+// server's credentials for the execute-api service.
+func (s *Server) verifyExecuteAPI(r *http.Request, body []byte) error {
+	_, err := s.verifyFor(r, body, "execute-api")
+	return err
+}
+
+// verifyFor checks a request's SigV4 signature and that it was made for service.
+func (s *Server) verifyFor(r *http.Request, body []byte, service string) (*sigv4.Result, error) {
+	res, err := s.verifier.Verify(r.Context(), r, body)
+	if err != nil {
+		return nil, err
 	}
+	if res.Scope.Service != service {
+		return nil, fmt.Errorf("signed for %s, not %s", res.Scope.Service, service)
+	}
+	return res, nil
 }

@@ -26,7 +26,8 @@ def handler(event, context):
     rc = event["requestContext"]
     return {"statusCode": 201, "headers": {"x-echo": "yes"}, "body": json.dumps({
         "path": event["rawPath"], "query": event.get("queryStringParameters"), "method": rc["http"]["method"],
-        "routeKey": event["routeKey"], "stage": rc["stage"], "account": rc["accountId"], "body": event.get("body")})}
+        "routeKey": event["routeKey"], "stage": rc["stage"], "account": rc["accountId"], "body": event.get("body"),
+        "domain": rc["domainName"], "iam": (rc.get("authorizer") or {}).get("iam")})}
 `
 
 // urlRequest sends a request to a function URL: by host (as curl and browsers do) or, with
@@ -90,12 +91,20 @@ func TestFunctionURLs(t *testing.T) {
 	_, err = c.CreateFunctionUrlConfig(ctx, &lambda.CreateFunctionUrlConfigInput{FunctionName: aws.String("echo"), AuthType: types.FunctionUrlAuthTypeNone})
 	wantAPIError(t, err, "ResourceConflictException", 409)
 
-	// NONE without the permission: 403, as on AWS.
+	// NONE without the permissions (both lambda:InvokeFunctionUrl and lambda:InvokeFunction, as
+	// AWS requires since October 2025): 403.
 	if r := urlRequest(t, s, "GET", fnURL, "/a", "", false, false); r.status != 403 || r.body != `{"Message":"Forbidden"}` {
 		t.Fatalf("without permission: %+v", r)
 	}
 	if _, err := c.AddPermission(ctx, &lambda.AddPermissionInput{FunctionName: aws.String("echo"), StatementId: aws.String("url"),
 		Action: aws.String("lambda:InvokeFunctionUrl"), Principal: aws.String("*"), FunctionUrlAuthType: types.FunctionUrlAuthTypeNone}); err != nil {
+		t.Fatal(err)
+	}
+	if r := urlRequest(t, s, "GET", fnURL, "/a", "", false, false); r.status != 403 {
+		t.Fatalf("with lambda:InvokeFunctionUrl only: %+v", r)
+	}
+	if _, err := c.AddPermission(ctx, &lambda.AddPermissionInput{FunctionName: aws.String("echo"), StatementId: aws.String("invoke"),
+		Action: aws.String("lambda:InvokeFunction"), Principal: aws.String("*"), InvokedViaFunctionUrl: aws.Bool(true)}); err != nil {
 		t.Fatal(err)
 	}
 	for _, byPath := range []bool{false, true} {
@@ -104,7 +113,7 @@ func TestFunctionURLs(t *testing.T) {
 		json.Unmarshal([]byte(r.body), &got)
 		if r.status != 201 || r.header.Get("X-Echo") != "yes" || got["path"] != "/items/7" || got["method"] != "POST" ||
 			got["routeKey"] != "$default" || got["stage"] != "$default" || got["account"] != "anonymous" || got["body"] != "hello" ||
-			got["query"].(map[string]any)["y"] != "2" {
+			got["query"].(map[string]any)["y"] != "2" || !strings.HasSuffix(got["domain"].(string), ".lambda-url.us-east-1.localhost") {
 			t.Fatalf("by path %v: %+v", byPath, r)
 		}
 	}
@@ -129,8 +138,20 @@ func TestFunctionURLs(t *testing.T) {
 	if r := urlRequest(t, s, "GET", fnURL, "/", "", true, false); r.status != 403 {
 		t.Fatalf("unsigned to AWS_IAM: %+v", r)
 	}
-	if r := urlRequest(t, s, "GET", fnURL, "/", "", true, true); r.status != 201 || !strings.Contains(r.body, `"account": "`+s.Identity().Account().ID+`"`) {
+	if r := urlRequest(t, s, "GET", fnURL, "/", "", true, true); r.status != 201 || !strings.Contains(r.body, `"account": "`+s.Identity().Account().ID+`"`) ||
+		!strings.Contains(r.body, `"userArn": "arn:aws:iam::`+s.Identity().Account().ID+`:root"`) || !strings.Contains(r.body, `"accessKey": "`+s.Key.ID+`"`) {
 		t.Fatalf("signed to AWS_IAM: %+v", r)
+	}
+	// Signed for another service: refused.
+	u, _ := url.Parse(fnURL)
+	req, _ := http.NewRequest("GET", s.Endpoint()+"/", nil)
+	req.Host = u.Host
+	sum := sha256.Sum256(nil)
+	v4.NewSigner().SignHTTP(ctx, aws.Credentials{AccessKeyID: s.Key.ID, SecretAccessKey: s.Key.Secret}, req, hex.EncodeToString(sum[:]), "execute-api", "us-east-1", time.Now())
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 403 {
+		t.Fatalf("signed for execute-api: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	got, err := c.GetFunctionUrlConfig(ctx, &lambda.GetFunctionUrlConfigInput{FunctionName: aws.String("echo")})
 	if err != nil || got.AuthType != types.FunctionUrlAuthTypeAwsIam || aws.ToString(got.FunctionUrl) != fnURL || got.Cors == nil {
@@ -155,6 +176,8 @@ func TestFunctionURLs(t *testing.T) {
 	_, err = c.CreateFunctionUrlConfig(ctx, &lambda.CreateFunctionUrlConfigInput{FunctionName: aws.String("echo"), Qualifier: aws.String("nope"),
 		AuthType: types.FunctionUrlAuthTypeNone})
 	wantAPIError(t, err, "ResourceNotFoundException", 404)
+	_, err = c.GetFunctionUrlConfig(ctx, &lambda.GetFunctionUrlConfigInput{FunctionName: aws.String("echo:live"), Qualifier: aws.String("other")})
+	wantAPIError(t, err, "InvalidParameterValueException", 400)
 	list, err := c.ListFunctionUrlConfigs(ctx, &lambda.ListFunctionUrlConfigsInput{FunctionName: aws.String("echo")})
 	if err != nil || len(list.FunctionUrlConfigs) != 2 {
 		t.Fatalf("list: %+v %v", list, err)

@@ -323,8 +323,14 @@ func TestFunctionURLCLI(t *testing.T) {
 	if got := get(); got != `{"Message":"Forbidden"} 403` {
 		t.Fatalf("before add-permission: %q", got)
 	}
+	// Both permissions, as AWS requires of function URLs since October 2025.
 	c.ok("lambda", "add-permission", "--function-name", "calculate_mean", "--statement-id", "FunctionURLAllowPublicAccess",
 		"--action", "lambda:InvokeFunctionUrl", "--principal", "*", "--function-url-auth-type", "NONE")
+	if got := get(); got != `{"Message":"Forbidden"} 403` {
+		t.Fatalf("with lambda:InvokeFunctionUrl only: %q", got)
+	}
+	c.ok("lambda", "add-permission", "--function-name", "calculate_mean", "--statement-id", "FunctionURLInvokeAllowPublicAccess",
+		"--action", "lambda:InvokeFunction", "--principal", "*")
 	if got := get(); got != `{"mean": 2.5} 200` {
 		t.Fatalf("after add-permission: %q", got)
 	}

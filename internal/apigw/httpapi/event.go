@@ -43,6 +43,9 @@ type RequestInfo struct {
 	// the "/{stage}" prefix of a named stage: rawPath (2.0) and path (1.0) carry the stage too.
 	// Empty means req.URL.EscapedPath().
 	RawPath string
+	// Authorizer, if not nil, is the 2.0 event's requestContext.authorizer (a function URL's IAM
+	// caller, for example).
+	Authorizer any
 }
 
 // Event returns the Lambda event of payload format version ("1.0" or "2.0") for a request and
@@ -92,6 +95,7 @@ type requestContextV2 struct {
 	Stage        string          `json:"stage"`
 	Time         string          `json:"time"`
 	TimeEpoch    int64           `json:"timeEpoch"`
+	Authorizer   any             `json:"authorizer,omitempty"`
 }
 
 type httpDescription struct {
@@ -145,11 +149,12 @@ func eventV2(req *http.Request, body []byte, info RequestInfo) *eventV2JSON {
 				SourceIP:  info.SourceIP,
 				UserAgent: req.UserAgent(),
 			},
-			RequestID: info.RequestID,
-			RouteKey:  info.RouteKey,
-			Stage:     info.Stage,
-			Time:      formatTime(info.Time),
-			TimeEpoch: info.Time.UnixMilli(),
+			RequestID:  info.RequestID,
+			RouteKey:   info.RouteKey,
+			Stage:      info.Stage,
+			Time:       formatTime(info.Time),
+			TimeEpoch:  info.Time.UnixMilli(),
+			Authorizer: info.Authorizer,
 		},
 		PathParameters: nonEmpty(info.PathParameters),
 		StageVariables: nonEmpty(info.StageVariables),
