@@ -169,6 +169,18 @@ func newURLID() string {
 
 func urlNotFound() error { return notFound("The resource you requested does not exist.") }
 
+// loadURL reads the URL config of a function (which must exist) or one of its aliases.
+func (s *Service) loadURL(tx store.Tx, r *awsproto.Request, f ref) (urlConfig, error) {
+	if _, err := s.requireFunction(tx, r, ref{name: f.name}); err != nil {
+		return urlConfig{}, err
+	}
+	u, ok, err := store.GetJSON[urlConfig](tx, s.urlKey(r, f.name, f.qualifier))
+	if err == nil && !ok {
+		err = urlNotFound()
+	}
+	return u, err
+}
+
 func (s *Service) createFunctionURLConfig(ctx context.Context, r *awsproto.Request) (int, any, error) {
 	f, err := s.urlRef(r)
 	if err != nil {
@@ -228,13 +240,7 @@ func (s *Service) getFunctionURLConfig(ctx context.Context, r *awsproto.Request)
 	}
 	var u urlConfig
 	err = s.view(ctx, func(tx store.Tx) error {
-		if _, err := s.requireFunction(tx, r, ref{name: f.name}); err != nil {
-			return err
-		}
-		var ok bool
-		if u, ok, err = store.GetJSON[urlConfig](tx, s.urlKey(r, f.name, f.qualifier)); err == nil && !ok {
-			err = urlNotFound()
-		}
+		u, err = s.loadURL(tx, r, f)
 		return err
 	})
 	if err != nil {
@@ -257,14 +263,8 @@ func (s *Service) updateFunctionURLConfig(ctx context.Context, r *awsproto.Reque
 	}
 	var u urlConfig
 	err = s.store.Update(ctx, func(tx store.Tx) error {
-		if _, err := s.requireFunction(tx, r, ref{name: f.name}); err != nil {
+		if u, err = s.loadURL(tx, r, f); err != nil {
 			return err
-		}
-		var ok bool
-		if u, ok, err = store.GetJSON[urlConfig](tx, s.urlKey(r, f.name, f.qualifier)); err != nil {
-			return err
-		} else if !ok {
-			return urlNotFound()
 		}
 		if in.AuthType != nil {
 			u.AuthType = *in.AuthType
@@ -287,15 +287,9 @@ func (s *Service) deleteFunctionURLConfig(ctx context.Context, r *awsproto.Reque
 		return 0, nil, err
 	}
 	err = s.store.Update(ctx, func(tx store.Tx) error {
-		if _, err := s.requireFunction(tx, r, ref{name: f.name}); err != nil {
-			return err
-		}
-		u, ok, err := store.GetJSON[urlConfig](tx, s.urlKey(r, f.name, f.qualifier))
+		u, err := s.loadURL(tx, r, f)
 		if err != nil {
 			return err
-		}
-		if !ok {
-			return urlNotFound()
 		}
 		return s.deleteURLTx(tx, r, u)
 	})

@@ -65,33 +65,14 @@ func Host(id, region string) string { return id + ".lambda-url." + region + ".lo
 // Target reports whether r is for a function URL of region, and which (its id and the path after
 // it, still percent-encoded).
 func Target(r *http.Request, region string) (id, path string, ok bool) {
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	if first, rest, found := strings.Cut(strings.ToLower(host), "."); found && first != "" && Host("", region) == "."+rest {
-		return first, r.URL.EscapedPath(), true
-	}
-	if rest, found := strings.CutPrefix(r.URL.EscapedPath(), PathPrefix); found {
-		id, p, _ := strings.Cut(rest, "/")
-		return id, "/" + p, id != ""
-	}
-	return "", "", false
+	return httpapi.Target(r, func(host string) (string, bool) {
+		first, rest, found := strings.Cut(host, ".")
+		return first, found && Host("", region) == "."+rest
+	}, PathPrefix)
 }
 
 // maxBody is Lambda's limit on a synchronous invocation's payload, which the event must fit.
 const maxBody = 6 << 20
-
-func write(w http.ResponseWriter, resp httpapi.Response) {
-	for k, vs := range resp.Header {
-		w.Header()[k] = vs
-	}
-	if resp.Header.Get("Content-Type") == "" && len(resp.Body) > 0 {
-		w.Header().Set("Content-Type", "application/json")
-	}
-	w.WriteHeader(resp.Status)
-	w.Write(resp.Body)
-}
 
 // ServeHTTP answers one function URL request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -99,7 +80,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Amzn-Requestid", reqID)
 	id, path, ok := Target(r, h.cfg.Region)
 	if !ok {
-		write(w, errorResponse(http.StatusNotFound, "Not Found"))
+		errorResponse(http.StatusNotFound, "Not Found").Write(w)
 		return
 	}
 	t, err := h.cfg.Functions.LookupURL(r.Context(), id)
@@ -107,23 +88,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !errors.Is(err, errdefs.ErrNotFound) {
 			h.cfg.Log.Error("function URL lookup", "id", id, "err", err)
 		}
-		write(w, errorResponse(http.StatusNotFound, "Not Found"))
+		errorResponse(http.StatusNotFound, "Not Found").Write(w)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			write(w, errorResponse(http.StatusRequestEntityTooLarge, "Request must be smaller than 6291456 bytes for the InvokeFunction operation"))
+			errorResponse(http.StatusRequestEntityTooLarge, "Request must be smaller than 6291456 bytes for the InvokeFunction operation").Write(w)
 		} else {
-			write(w, errorResponse(http.StatusBadRequest, "Bad Request"))
+			errorResponse(http.StatusBadRequest, "Bad Request").Write(w)
 		}
 		return
 	}
 	cors := corsConfig(t.Cors)
 	if cors != nil && httpapi.IsPreflight(r) {
 		if resp, handled := httpapi.CORSPreflight(cors, r); handled {
-			write(w, resp)
+			resp.Write(w)
 			return
 		}
 	}
@@ -131,7 +112,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cors != nil {
 		httpapi.ApplyCORS(cors, r, resp.Header)
 	}
-	write(w, resp)
+	resp.Write(w)
 }
 
 func (h *Handler) invoke(r *http.Request, body []byte, reqID, id, path string, t lambda.URLTarget) httpapi.Response {

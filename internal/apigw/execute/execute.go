@@ -79,35 +79,16 @@ const hostSuffix = ".execute-api.localhost"
 // Target reports whether r is a data-plane request, and for which API and path (the path after
 // the API id, still percent-encoded).
 func Target(r *http.Request) (apiID, path string, ok bool) {
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	if id, found := strings.CutSuffix(strings.ToLower(host), hostSuffix); found && id != "" && !strings.Contains(id, ".") {
-		return id, r.URL.EscapedPath(), true
-	}
-	if rest, found := strings.CutPrefix(r.URL.EscapedPath(), PathPrefix); found {
-		id, p, _ := strings.Cut(rest, "/")
-		return id, "/" + p, id != ""
-	}
-	return "", "", false
+	return httpapi.Target(r, func(host string) (string, bool) {
+		id, found := strings.CutSuffix(host, hostSuffix)
+		return id, found && !strings.Contains(id, ".")
+	}, PathPrefix)
 }
 
 // maxBody is API Gateway's limit on an HTTP API request payload.
 const maxBody = 10 << 20
 
-func write(w http.ResponseWriter, resp httpapi.Response) {
-	for k, vs := range resp.Header {
-		w.Header()[k] = vs
-	}
-	if resp.Header.Get("Content-Type") == "" && len(resp.Body) > 0 {
-		w.Header().Set("Content-Type", "application/json")
-	}
-	w.WriteHeader(resp.Status)
-	w.Write(resp.Body)
-}
-
-func message(w http.ResponseWriter, status int, msg string) { write(w, httpapi.Message(status, msg)) }
+func message(w http.ResponseWriter, status int, msg string) { httpapi.Message(status, msg).Write(w) }
 
 // ServeHTTP answers one data-plane request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -144,7 +125,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cors := corsConfig(stage.Deployment.Cors)
 	if cors != nil && httpapi.IsPreflight(r) {
 		if resp, handled := httpapi.CORSPreflight(cors, r); handled {
-			write(w, resp)
+			resp.Write(w)
 			return
 		}
 	}
@@ -152,7 +133,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cors != nil {
 		httpapi.ApplyCORS(cors, r, resp.Header)
 	}
-	write(w, resp)
+	resp.Write(w)
 }
 
 // selectStage finds the stage a path addresses: a named stage by its first segment, else the

@@ -255,3 +255,15 @@ func truncate(raw json.RawMessage) string {
 	}
 	return string(raw)
 }
+
+// Write sends the response (as JSON when it has a body and no Content-Type).
+func (resp Response) Write(w http.ResponseWriter) {
+	for k, vs := range resp.Header {
+		w.Header()[k] = vs
+	}
+	if resp.Header.Get("Content-Type") == "" && len(resp.Body) > 0 {
+		w.Header().Set("Content-Type", "application/json")
+	}
+	w.WriteHeader(resp.Status)
+	w.Write(resp.Body)
+}
