@@ -58,6 +58,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseScope$$' -fuzztime=$(FUZZTIME) ./internal/sigv4
 	$(GO) test -run='^$$' -fuzz='^FuzzImport$$' -fuzztime=$(FUZZTIME) ./internal/sshkey
 	$(GO) test -run='^$$' -fuzz='^FuzzParsePattern$$' -fuzztime=$(FUZZTIME) ./internal/logs
+	$(GO) test -run='^$$' -fuzz='^FuzzTarget$$' -fuzztime=$(FUZZTIME) ./internal/lambdaurl
 	$(GO) test -run='^$$' -fuzz='^FuzzMatch$$' -fuzztime=$(FUZZTIME) ./internal/apigw/httpapi
 	$(GO) test -run='^$$' -fuzz='^FuzzMapResponse$$' -fuzztime=$(FUZZTIME) ./internal/apigw/httpapi
 	$(GO) test -run='^$$' -fuzz='^FuzzHandler$$' -fuzztime=$(FUZZTIME) ./internal/imds
