@@ -137,6 +137,13 @@ func (p Params) decodeStruct(sv reflect.Value, prefix string, used map[string]bo
 	for i := 0; i < st.NumField(); i++ {
 		f := st.Field(i)
 		name := f.Tag.Get("query")
+		if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
+			// An embedded struct's members are the outer struct's, as in encoding/json.
+			if err := p.decodeStruct(sv.Field(i), prefix, used); err != nil {
+				return err
+			}
+			continue
+		}
 		if name == "" || name == "-" || !f.IsExported() {
 			continue
 		}

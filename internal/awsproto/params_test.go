@@ -84,6 +84,28 @@ func TestDecodeMemberStyle(t *testing.T) {
 	}
 }
 
+// Members of an embedded struct are the outer struct's.
+func TestDecodeEmbedded(t *testing.T) {
+	p, err := ParseParams([]byte("Action=X&Id=1&Extra=e&Inner.Name=n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type common struct {
+		ID string `query:"Id"`
+	}
+	var v struct {
+		common
+		Extra string `query:"Extra"`
+		Inner struct {
+			common
+			Name string `query:"Name"`
+		} `query:"Inner"`
+	}
+	if err := p.Decode(&v); err != nil || v.ID != "1" || v.Extra != "e" || v.Inner.Name != "n" || v.Inner.ID != "" {
+		t.Fatalf("%+v %v", v, err)
+	}
+}
+
 func TestDecodeErrors(t *testing.T) {
 	tests := []struct {
 		body, param string

@@ -84,6 +84,11 @@ type runInstancesInput struct {
 		Arn  string `query:"Arn"`
 		Name string `query:"Name"`
 	} `query:"IamInstanceProfile"`
+	LaunchTemplate *struct {
+		ID      string `query:"LaunchTemplateId"`
+		Name    string `query:"LaunchTemplateName"`
+		Version string `query:"Version"`
+	} `query:"LaunchTemplate"`
 	PrivateDNSNameOptions *struct {
 		HostnameType                    string `query:"HostnameType"`
 		EnableResourceNameDNSARecord    bool   `query:"EnableResourceNameDnsARecord"`
@@ -117,10 +122,31 @@ func (s *Service) runInstances(ctx context.Context, r *awsproto.Request, p awspr
 			return res, err
 		}
 	}
+	var ltTags []storedTag
+	if lt := in.LaunchTemplate; lt != nil {
+		err := s.store.View(ctx, func(tx store.Tx) error {
+			t, err := s.findLT(tx, r, lt.ID, lt.Name)
+			if err != nil {
+				return err
+			}
+			v, err := s.getLTVersion(tx, r, t, lt.Version)
+			if err != nil {
+				return err
+			}
+			in = mergeRunInput(in, v.Data)
+			// As EC2 marks instances launched from a template.
+			ltTags = []storedTag{{Key: "aws:ec2launchtemplate:id", Value: t.ID}, {Key: "aws:ec2launchtemplate:version", Value: itoa(v.Number)}}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	plan, err := s.planRun(ctx, r, &in)
 	if err != nil {
 		return nil, err
 	}
+	plan.tags = append(plan.tags, ltTags...)
 	if in.DryRun {
 		return nil, errDryRun
 	}

@@ -224,6 +224,11 @@ func (s *Service) resourceType(tx store.Tx, r *awsproto.Request, id string) (str
 			return "", err
 		}
 		return "subnet", nil
+	case "lt":
+		if _, err := s.findLT(tx, r, id, ""); err != nil {
+			return "", err
+		}
+		return "launch-template", nil
 	case "ami":
 		if _, found, err := s.findImage(tx, r.Caller.AccountID, id); err != nil || !found {
 			if err == nil {
@@ -474,6 +479,8 @@ func resourceTypeOf(id string) string {
 		return "volume"
 	case "snap":
 		return "snapshot"
+	case "lt":
+		return "launch-template"
 	}
 	return prefix
 }
