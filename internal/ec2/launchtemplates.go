@@ -26,12 +26,16 @@ type launchTemplate struct {
 	Created        time.Time `json:"created"`
 	DefaultVersion int       `json:"defaultVersion"`
 	LatestVersion  int       `json:"latestVersion"`
+	// LastNumber is the highest version number ever given: numbers are never reused.
+	LastNumber int    `json:"lastNumber"`
+	CreatedBy  string `json:"createdBy"`
 }
 
 type ltVersion struct {
 	Number      int               `json:"number"`
 	Description string            `json:"description,omitempty"`
 	Created     time.Time         `json:"created"`
+	CreatedBy   string            `json:"createdBy"`
 	Data        runInstancesInput `json:"data"`
 }
 
@@ -161,7 +165,7 @@ type ltXML struct {
 }
 
 func (s *Service) ltToXML(r *awsproto.Request, lt launchTemplate, tags tagList) ltXML {
-	return ltXML{ID: lt.ID, Name: lt.Name, CreateTime: timestamp(lt.Created), CreatedBy: "arn:aws:iam::" + r.Caller.AccountID + ":root",
+	return ltXML{ID: lt.ID, Name: lt.Name, CreateTime: timestamp(lt.Created), CreatedBy: lt.CreatedBy,
 		DefaultVersion: lt.DefaultVersion, LatestVersion: lt.LatestVersion, Tags: tags.xml()}
 }
 
@@ -178,7 +182,7 @@ type ltVersionXML struct {
 
 func (s *Service) ltVersionToXML(r *awsproto.Request, lt launchTemplate, v ltVersion) ltVersionXML {
 	return ltVersionXML{ID: lt.ID, Name: lt.Name, VersionNumber: v.Number, Description: v.Description,
-		CreateTime: timestamp(v.Created), CreatedBy: "arn:aws:iam::" + r.Caller.AccountID + ":root",
+		CreateTime: timestamp(v.Created), CreatedBy: v.CreatedBy,
 		DefaultVersion: v.Number == lt.DefaultVersion, Data: ltDataToXML(v.Data)}
 }
 
@@ -220,7 +224,8 @@ func (s *Service) createLaunchTemplate(ctx context.Context, r *awsproto.Request,
 		return nil, errDryRun
 	}
 	now := time.Now()
-	lt := launchTemplate{ID: newID("lt"), Name: in.Name, Created: now, DefaultVersion: 1, LatestVersion: 1}
+	lt := launchTemplate{ID: newID("lt"), Name: in.Name, Created: now, DefaultVersion: 1, LatestVersion: 1, LastNumber: 1,
+		CreatedBy: r.Caller.ARN}
 	err = s.store.Update(ctx, func(tx store.Tx) error {
 		if err := tx.Create(s.ltNameKey(r, lt.Name), []byte(lt.ID)); errors.Is(err, store.ErrExists) {
 			return clientError("InvalidLaunchTemplateName.AlreadyExistsException",
@@ -232,7 +237,7 @@ func (s *Service) createLaunchTemplate(ctx context.Context, r *awsproto.Request,
 			return err
 		}
 		if err := store.PutJSON(tx, s.ltVersionKey(r, lt.ID, 1), ltVersion{Number: 1, Description: in.VersionDescription,
-			Created: now, Data: *in.Data}); err != nil {
+			Created: now, CreatedBy: r.Caller.ARN, Data: *in.Data}); err != nil {
 			return err
 		}
 		return putTags(tx, s.tagKey(r, lt.ID), tagList(nil).set(tags))
@@ -267,6 +272,9 @@ func (s *Service) createLaunchTemplateVersion(ctx context.Context, r *awsproto.R
 	if in.Data == nil {
 		return nil, missingParameter("LaunchTemplateData")
 	}
+	if len(in.VersionDescription) > 255 {
+		return nil, invalidValue("VersionDescription", in.VersionDescription, "It must be at most 255 characters.")
+	}
 	if in.DryRun {
 		return nil, errDryRun
 	}
@@ -283,16 +291,21 @@ func (s *Service) createLaunchTemplateVersion(ctx context.Context, r *awsproto.R
 			if err != nil {
 				return err
 			}
-			data = mergeRunInput(*in.Data, src.Data)
+			if data, err = mergeRunInput(*in.Data, src.Data); err != nil {
+				return err
+			}
 		}
 		if err := checkLTData(&data); err != nil {
 			return err
 		}
-		if lt.LatestVersion >= maxLTVersions {
+		if n, err := tx.List(s.ltVersionsPrefix(r, lt.ID), "", 0); err != nil {
+			return err
+		} else if len(n) >= maxLTVersions {
 			return clientError("LaunchTemplateVersionLimitExceeded", "A launch template can have at most %d versions.", maxLTVersions)
 		}
-		lt.LatestVersion++
-		v = ltVersion{Number: lt.LatestVersion, Description: in.VersionDescription, Created: time.Now(), Data: data}
+		lt.LastNumber = max(lt.LastNumber, lt.LatestVersion) + 1
+		lt.LatestVersion = lt.LastNumber
+		v = ltVersion{Number: lt.LatestVersion, Description: in.VersionDescription, Created: time.Now(), CreatedBy: r.Caller.ARN, Data: data}
 		if err := store.PutJSON(tx, s.ltVersionKey(r, lt.ID, v.Number), v); err != nil {
 			return err
 		}
@@ -401,7 +414,7 @@ func pageByID[T any](items []T, id func(T) string, max int, token string) (page 
 	if token != "" {
 		start = slices.IndexFunc(items, func(t T) bool { return id(t) == token })
 		if start < 0 {
-			return nil, "", clientError("InvalidParameterValue", "Invalid value '%s' for nextToken", token)
+			return nil, "", clientError("InvalidPaginationToken", "Invalid pagination token '%s'", token)
 		}
 	}
 	end := len(items)

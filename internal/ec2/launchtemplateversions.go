@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"slices"
 	"strconv"
 
 	"github.com/nubis/nubis/internal/awsproto"
@@ -26,7 +28,12 @@ func (s *Service) describeLaunchTemplateVersions(ctx context.Context, r *awsprot
 		return nil, err
 	}
 	if err := checkFilters(in.Filters, func(n string) bool {
-		return n == "image-id" || n == "instance-type" || n == "is-default-version" || n == "version-number"
+		switch n {
+		case "create-time", "ebs-optimized", "http-endpoint", "http-put-response-hop-limit", "http-tokens",
+			"iam-instance-profile", "image-id", "instance-type", "is-default-version", "instance-metadata-tags":
+			return true
+		}
+		return false
 	}); err != nil {
 		return nil, err
 	}
@@ -65,7 +72,7 @@ func (s *Service) describeLaunchTemplateVersions(ctx context.Context, r *awsprot
 		if err != nil {
 			return err
 		}
-		for _, kv := range kvs {
+		for _, kv := range slices.Backward(kvs) { // newest first, as EC2 lists them
 			var v ltVersion
 			if err := json.Unmarshal(kv.Value, &v); err != nil {
 				return err
@@ -92,8 +99,26 @@ func (s *Service) describeLaunchTemplateVersions(ctx context.Context, r *awsprot
 				return []string{v.Data.InstanceType}
 			case "is-default-version":
 				return []string{strconv.FormatBool(v.Number == lt.DefaultVersion)}
-			case "version-number":
-				return []string{itoa(v.Number)}
+			case "create-time":
+				return []string{timestamp(v.Created)}
+			case "ebs-optimized":
+				return []string{strconv.FormatBool(isTrue(v.Data.EbsOptimized))}
+			case "iam-instance-profile":
+				if p := v.Data.IamInstanceProfile; p != nil {
+					return []string{p.Arn, p.Name}
+				}
+			}
+			if m := v.Data.MetadataOptions; m != nil {
+				switch name {
+				case "http-endpoint":
+					return []string{m.HttpEndpoint}
+				case "http-put-response-hop-limit":
+					return []string{itoa(m.HttpPutResponseHopLimit)}
+				case "http-tokens":
+					return []string{m.HttpTokens}
+				case "instance-metadata-tags":
+					return []string{m.InstanceMetadataTags}
+				}
 			}
 			return nil
 		}) {
@@ -240,7 +265,7 @@ func (s *Service) deleteLaunchTemplateVersions(ctx context.Context, r *awsproto.
 		}
 		for _, v := range in.Versions {
 			res := ltVersionResult{ID: lt.ID, Name: lt.Name}
-			n, err := strconv.Atoi(v)
+			n, err := ltVersionNumber(lt, v)
 			res.Version = int64(n)
 			fail := func(code, msg string) {
 				res.Error = &struct {
@@ -255,14 +280,28 @@ func (s *Service) deleteLaunchTemplateVersions(ctx context.Context, r *awsproto.
 			case n == lt.DefaultVersion:
 				fail("launchTemplateVersionIsDefault", "The default version of a launch template cannot be deleted.")
 			default:
-				if err := tx.Delete(s.ltVersionKey(r, lt.ID, n)); err != nil {
+				if err := tx.Delete(s.ltVersionKey(r, lt.ID, n)); errors.Is(err, store.ErrNotFound) {
 					fail("launchTemplateVersionDoesNotExist", "The launch template version "+v+" does not exist.")
 					continue
+				} else if err != nil {
+					return err
 				}
 				out.Deleted = append(out.Deleted, res)
 			}
 		}
-		return nil
+		// The latest version is the highest one left (the default always is; numbers are never
+		// reused: LastNumber).
+		kvs, err := tx.List(s.ltVersionsPrefix(r, lt.ID), "", 0)
+		if err != nil {
+			return err
+		}
+		var latest ltVersion
+		if err := json.Unmarshal(kvs[len(kvs)-1].Value, &latest); err != nil {
+			return err
+		}
+		lt.LastNumber = max(lt.LastNumber, lt.LatestVersion)
+		lt.LatestVersion = latest.Number
+		return store.PutJSON(tx, s.ltKey(r, lt.ID), lt)
 	})
 	if err != nil {
 		return nil, err
@@ -272,9 +311,18 @@ func (s *Service) deleteLaunchTemplateVersions(ctx context.Context, r *awsproto.
 
 // mergeRunInput fills what req leaves unset from base (a launch template's data): the request's
 // own parameters win, as RunInstances --launch-template and CreateLaunchTemplateVersion
-// --source-version have it.
-func mergeRunInput(req, base runInstancesInput) runInstancesInput {
+// --source-version have it. A subnet or security groups of the request cannot be combined with
+// the template's network interfaces (EC2 refuses that too).
+func mergeRunInput(req, base runInstancesInput) (runInstancesInput, error) {
 	out := req
+	if len(base.NetworkInterfaces) > 0 && len(req.NetworkInterfaces) == 0 {
+		if req.SubnetID != "" {
+			return out, clientError("InvalidParameterCombination", "Network interfaces and an instance-level subnet ID may not be specified on the same request")
+		}
+		if len(req.SecurityGroupIDs) > 0 || len(req.SecurityGroups) > 0 {
+			return out, clientError("InvalidParameterCombination", "Network interfaces and an instance-level security groups may not be specified on the same request")
+		}
+	}
 	set := func(dst *string, v string) {
 		if *dst == "" {
 			*dst = v
@@ -287,7 +335,7 @@ func mergeRunInput(req, base runInstancesInput) runInstancesInput {
 	if len(out.SecurityGroupIDs) == 0 && len(out.SecurityGroups) == 0 && len(out.NetworkInterfaces) == 0 {
 		out.SecurityGroupIDs, out.SecurityGroups = base.SecurityGroupIDs, base.SecurityGroups
 	}
-	if len(out.NetworkInterfaces) == 0 && out.SubnetID == "" {
+	if len(out.NetworkInterfaces) == 0 {
 		out.NetworkInterfaces = base.NetworkInterfaces
 	}
 	if len(out.UserData) == 0 {
@@ -305,11 +353,26 @@ func mergeRunInput(req, base runInstancesInput) runInstancesInput {
 			out.TagSpecifications = append(out.TagSpecifications, ts)
 		}
 	}
-	out.DisableAPITerm = out.DisableAPITerm || base.DisableAPITerm
-	out.DisableAPIStop = out.DisableAPIStop || base.DisableAPIStop
-	out.EbsOptimized = out.EbsOptimized || base.EbsOptimized
+	for _, b := range []struct{ dst, src **bool }{{&out.DisableAPITerm, &base.DisableAPITerm},
+		{&out.DisableAPIStop, &base.DisableAPIStop}, {&out.EbsOptimized, &base.EbsOptimized}} {
+		if *b.dst == nil {
+			*b.dst = *b.src
+		}
+	}
 	if out.Placement == nil {
 		out.Placement = base.Placement
+	} else if base.Placement != nil {
+		p := *out.Placement
+		if p.AvailabilityZone == "" {
+			p.AvailabilityZone = base.Placement.AvailabilityZone
+		}
+		if p.Tenancy == "" {
+			p.Tenancy = base.Placement.Tenancy
+		}
+		if p.GroupName == "" {
+			p.GroupName = base.Placement.GroupName
+		}
+		out.Placement = &p
 	}
 	if out.Monitoring == nil {
 		out.Monitoring = base.Monitoring
@@ -323,7 +386,7 @@ func mergeRunInput(req, base runInstancesInput) runInstancesInput {
 	if out.PrivateDNSNameOptions == nil {
 		out.PrivateDNSNameOptions = base.PrivateDNSNameOptions
 	}
-	return out
+	return out, nil
 }
 
 func slicesContainsType(specs []TagSpecification, t string) bool {
@@ -337,23 +400,24 @@ func slicesContainsType(specs []TagSpecification, t string) bool {
 
 // ltDataXML is a launch template version's data as responses render it (ResponseLaunchTemplateData).
 type ltDataXML struct {
-	EbsOptimized       *bool                       `xml:"ebsOptimized,omitempty"`
-	IamInstanceProfile *ltProfileXML               `xml:"iamInstanceProfile,omitempty"`
-	BlockDevices       awsproto.List[ltBlockXML]   `xml:"blockDeviceMappingSet,omitempty"`
-	NetworkInterfaces  awsproto.List[ltNetIfXML]   `xml:"networkInterfaceSet,omitempty"`
-	ImageID            string                      `xml:"imageId,omitempty"`
-	InstanceType       string                      `xml:"instanceType,omitempty"`
-	KeyName            string                      `xml:"keyName,omitempty"`
-	Monitoring         *ltMonitoringXML            `xml:"monitoring,omitempty"`
-	Placement          *ltPlacementXML             `xml:"placement,omitempty"`
-	DisableAPITerm     *bool                       `xml:"disableApiTermination,omitempty"`
-	ShutdownBehavior   string                      `xml:"instanceInitiatedShutdownBehavior,omitempty"`
-	UserData           string                      `xml:"userData,omitempty"`
-	TagSpecifications  awsproto.List[ltTagSpecXML] `xml:"tagSpecificationSet,omitempty"`
-	SecurityGroupIDs   awsproto.List[string]       `xml:"securityGroupIdSet,omitempty"`
-	SecurityGroups     awsproto.List[string]       `xml:"securityGroupSet,omitempty"`
-	MetadataOptions    *ltMetadataXML              `xml:"metadataOptions,omitempty"`
-	DisableAPIStop     *bool                       `xml:"disableApiStop,omitempty"`
+	EbsOptimized        *bool                       `xml:"ebsOptimized,omitempty"`
+	IamInstanceProfile  *ltProfileXML               `xml:"iamInstanceProfile,omitempty"`
+	BlockDevices        awsproto.List[ltBlockXML]   `xml:"blockDeviceMappingSet,omitempty"`
+	NetworkInterfaces   awsproto.List[ltNetIfXML]   `xml:"networkInterfaceSet,omitempty"`
+	ImageID             string                      `xml:"imageId,omitempty"`
+	InstanceType        string                      `xml:"instanceType,omitempty"`
+	KeyName             string                      `xml:"keyName,omitempty"`
+	Monitoring          *ltMonitoringXML            `xml:"monitoring,omitempty"`
+	Placement           *ltPlacementXML             `xml:"placement,omitempty"`
+	DisableAPITerm      *bool                       `xml:"disableApiTermination,omitempty"`
+	ShutdownBehavior    string                      `xml:"instanceInitiatedShutdownBehavior,omitempty"`
+	UserData            string                      `xml:"userData,omitempty"`
+	TagSpecifications   awsproto.List[ltTagSpecXML] `xml:"tagSpecificationSet,omitempty"`
+	SecurityGroupIDs    awsproto.List[string]       `xml:"securityGroupIdSet,omitempty"`
+	SecurityGroups      awsproto.List[string]       `xml:"securityGroupSet,omitempty"`
+	CreditSpecification *ltCreditXML                `xml:"creditSpecification,omitempty"`
+	MetadataOptions     *ltMetadataXML              `xml:"metadataOptions,omitempty"`
+	DisableAPIStop      *bool                       `xml:"disableApiStop,omitempty"`
 }
 
 type ltProfileXML struct {
@@ -362,8 +426,12 @@ type ltProfileXML struct {
 }
 
 type ltBlockXML struct {
-	DeviceName string `xml:"deviceName,omitempty"`
-	Ebs        *struct {
+	DeviceName  string  `xml:"deviceName,omitempty"`
+	VirtualName string  `xml:"virtualName,omitempty"`
+	NoDevice    *string `xml:"noDevice,omitempty"`
+	Ebs         *struct {
+		Encrypted           bool   `xml:"encrypted,omitempty"`
+		KmsKeyID            string `xml:"kmsKeyId,omitempty"`
 		DeleteOnTermination *bool  `xml:"deleteOnTermination,omitempty"`
 		VolumeSize          int    `xml:"volumeSize,omitempty"`
 		VolumeType          string `xml:"volumeType,omitempty"`
@@ -374,18 +442,25 @@ type ltBlockXML struct {
 }
 
 type ltNetIfXML struct {
-	DeviceIndex      int                   `xml:"deviceIndex"`
-	SubnetID         string                `xml:"subnetId,omitempty"`
-	Groups           awsproto.List[string] `xml:"groupSet,omitempty"`
-	PrivateIPAddress string                `xml:"privateIpAddress,omitempty"`
-	Description      string                `xml:"description,omitempty"`
+	AssociatePublicIP   *bool                 `xml:"associatePublicIpAddress,omitempty"`
+	DeleteOnTermination *bool                 `xml:"deleteOnTermination,omitempty"`
+	DeviceIndex         int                   `xml:"deviceIndex"`
+	SubnetID            string                `xml:"subnetId,omitempty"`
+	Groups              awsproto.List[string] `xml:"groupSet,omitempty"`
+	PrivateIPAddress    string                `xml:"privateIpAddress,omitempty"`
+	Description         string                `xml:"description,omitempty"`
 }
 
 type ltMonitoringXML struct {
 	Enabled bool `xml:"enabled"`
 }
 
+type ltCreditXML struct {
+	CPUCredits string `xml:"cpuCredits"`
+}
+
 type ltPlacementXML struct {
+	GroupName        string `xml:"groupName,omitempty"`
 	AvailabilityZone string `xml:"availabilityZone,omitempty"`
 	Tenancy          string `xml:"tenancy,omitempty"`
 }
@@ -396,61 +471,61 @@ type ltTagSpecXML struct {
 }
 
 type ltMetadataXML struct {
+	State                   string `xml:"state"`
 	HttpTokens              string `xml:"httpTokens,omitempty"`
+	HttpProtocolIpv6        string `xml:"httpProtocolIpv6,omitempty"`
 	HttpPutResponseHopLimit int    `xml:"httpPutResponseHopLimit,omitempty"`
 	HttpEndpoint            string `xml:"httpEndpoint,omitempty"`
 	InstanceMetadataTags    string `xml:"instanceMetadataTags,omitempty"`
 }
 
 func ltDataToXML(d runInstancesInput) ltDataXML {
-	t := true
 	x := ltDataXML{ImageID: d.ImageID, InstanceType: d.InstanceType, KeyName: d.KeyName, ShutdownBehavior: d.ShutdownBehavior,
 		SecurityGroupIDs: d.SecurityGroupIDs, SecurityGroups: d.SecurityGroups}
 	if len(d.UserData) > 0 {
 		x.UserData = base64.StdEncoding.EncodeToString(d.UserData)
 	}
-	if d.EbsOptimized {
-		x.EbsOptimized = &t
-	}
-	if d.DisableAPITerm {
-		x.DisableAPITerm = &t
-	}
-	if d.DisableAPIStop {
-		x.DisableAPIStop = &t
+	x.EbsOptimized, x.DisableAPITerm, x.DisableAPIStop = d.EbsOptimized, d.DisableAPITerm, d.DisableAPIStop
+	if d.CreditSpecification != nil {
+		x.CreditSpecification = &ltCreditXML{CPUCredits: d.CreditSpecification.CPUCredits}
 	}
 	if d.IamInstanceProfile != nil {
 		x.IamInstanceProfile = &ltProfileXML{Arn: d.IamInstanceProfile.Arn, Name: d.IamInstanceProfile.Name}
 	}
 	for _, b := range d.BlockDeviceMapping {
-		bx := ltBlockXML{DeviceName: b.DeviceName}
+		bx := ltBlockXML{DeviceName: b.DeviceName, VirtualName: b.VirtualName, NoDevice: b.NoDevice}
 		if b.Ebs != nil {
 			bx.Ebs = &struct {
+				Encrypted           bool   `xml:"encrypted,omitempty"`
+				KmsKeyID            string `xml:"kmsKeyId,omitempty"`
 				DeleteOnTermination *bool  `xml:"deleteOnTermination,omitempty"`
 				VolumeSize          int    `xml:"volumeSize,omitempty"`
 				VolumeType          string `xml:"volumeType,omitempty"`
 				Iops                int    `xml:"iops,omitempty"`
 				Throughput          int    `xml:"throughput,omitempty"`
 				SnapshotID          string `xml:"snapshotId,omitempty"`
-			}{b.Ebs.DeleteOnTermination, b.Ebs.VolumeSize, b.Ebs.VolumeType, b.Ebs.Iops, b.Ebs.Throughput, b.Ebs.SnapshotID}
+			}{b.Ebs.Encrypted, b.Ebs.KmsKeyID, b.Ebs.DeleteOnTermination, b.Ebs.VolumeSize, b.Ebs.VolumeType, b.Ebs.Iops, b.Ebs.Throughput, b.Ebs.SnapshotID}
 		}
 		x.BlockDevices = append(x.BlockDevices, bx)
 	}
 	for _, ni := range d.NetworkInterfaces {
-		x.NetworkInterfaces = append(x.NetworkInterfaces, ltNetIfXML{DeviceIndex: ni.DeviceIndex, SubnetID: ni.SubnetID,
+		x.NetworkInterfaces = append(x.NetworkInterfaces, ltNetIfXML{AssociatePublicIP: ni.AssociatePublicIPAddress,
+			DeleteOnTermination: ni.DeleteOnTermination, DeviceIndex: ni.DeviceIndex, SubnetID: ni.SubnetID,
 			Groups: ni.Groups, PrivateIPAddress: ni.PrivateIPAddress, Description: ni.Description})
 	}
 	if d.Monitoring != nil {
 		x.Monitoring = &ltMonitoringXML{Enabled: d.Monitoring.Enabled}
 	}
 	if d.Placement != nil {
-		x.Placement = &ltPlacementXML{AvailabilityZone: d.Placement.AvailabilityZone, Tenancy: d.Placement.Tenancy}
+		x.Placement = &ltPlacementXML{GroupName: d.Placement.GroupName, AvailabilityZone: d.Placement.AvailabilityZone, Tenancy: d.Placement.Tenancy}
 	}
 	for _, ts := range d.TagSpecifications {
 		x.TagSpecifications = append(x.TagSpecifications, ltTagSpecXML{ResourceType: ts.ResourceType, Tags: ts.Tags})
 	}
 	if m := d.MetadataOptions; m != nil {
-		x.MetadataOptions = &ltMetadataXML{HttpTokens: m.HttpTokens, HttpPutResponseHopLimit: m.HttpPutResponseHopLimit,
-			HttpEndpoint: m.HttpEndpoint, InstanceMetadataTags: m.InstanceMetadataTags}
+		x.MetadataOptions = &ltMetadataXML{State: "applied", HttpTokens: m.HttpTokens, HttpProtocolIpv6: m.HttpProtocolIpv6,
+			HttpPutResponseHopLimit: m.HttpPutResponseHopLimit,
+			HttpEndpoint:            m.HttpEndpoint, InstanceMetadataTags: m.InstanceMetadataTags}
 	}
 	return x
 }

@@ -65,10 +65,10 @@ type runInstancesInput struct {
 	ClientToken        string                    `query:"ClientToken"`
 	DryRun             bool                      `query:"DryRun"`
 	ShutdownBehavior   string                    `query:"InstanceInitiatedShutdownBehavior"`
-	DisableAPITerm     bool                      `query:"DisableApiTermination"`
-	DisableAPIStop     bool                      `query:"DisableApiStop"`
+	DisableAPITerm     *bool                     `query:"DisableApiTermination"`
+	DisableAPIStop     *bool                     `query:"DisableApiStop"`
 	PrivateIPAddress   string                    `query:"PrivateIpAddress"`
-	EbsOptimized       bool                      `query:"EbsOptimized"`
+	EbsOptimized       *bool                     `query:"EbsOptimized"`
 	Placement          *struct {
 		AvailabilityZone string `query:"AvailabilityZone"`
 		Tenancy          string `query:"Tenancy"`
@@ -133,7 +133,9 @@ func (s *Service) runInstances(ctx context.Context, r *awsproto.Request, p awspr
 			if err != nil {
 				return err
 			}
-			in = mergeRunInput(in, v.Data)
+			if in, err = mergeRunInput(in, v.Data); err != nil {
+				return err
+			}
 			// As EC2 marks instances launched from a template.
 			ltTags = []storedTag{{Key: "aws:ec2launchtemplate:id", Value: t.ID}, {Key: "aws:ec2launchtemplate:version", Value: itoa(v.Number)}}
 			return nil
@@ -232,7 +234,12 @@ func (s *Service) planRun(ctx context.Context, r *awsproto.Request, in *runInsta
 	}
 	plan.tags, err = tagsFromSpecs(in.TagSpecifications, "instance")
 	if err != nil {
-		return plan, s.tagSpecsOtherTypes(in, err)
+		if err := s.tagSpecsOtherTypes(in, err); err != nil {
+			return plan, err
+		}
+		if plan.tags, err = tagsFromSpecs(in.TagSpecifications, "instance"); err != nil {
+			return plan, err
+		}
 	}
 
 	// Placement: a subnet (of the request or its network interface), a zone, or the first zone.
@@ -334,7 +341,7 @@ func (s *Service) planRun(ctx context.Context, r *awsproto.Request, in *runInsta
 		Type: it.Name, KeyName: plan.key.Name,
 		PublicKey: plan.key.PublicKey, Zone: plan.subnet.Zone, SubnetID: plan.subnet.ID, VPCID: plan.subnet.VPC.ID,
 		Groups: plan.groups, UserData: in.UserData, Metadata: meta, ShutdownBehavior: behavior,
-		DisableAPITerm: in.DisableAPITerm, DisableAPIStop: in.DisableAPIStop, RootDevice: "/dev/xvda",
+		DisableAPITerm: isTrue(in.DisableAPITerm), DisableAPIStop: isTrue(in.DisableAPIStop), RootDevice: "/dev/xvda",
 		RootGiB: rootGiB, RootVolumeType: rootType, DeleteOnTermination: deleteOnTerm}
 	return plan, nil
 }
@@ -356,6 +363,8 @@ func (s *Service) tagSpecsOtherTypes(in *runInstancesInput, err error) error {
 	in.TagSpecifications = keep
 	return nil
 }
+
+func isTrue(b *bool) bool { return b != nil && *b }
 
 func metadataFromInput(m *metadataOptionsInput) (metadataOptions, error) {
 	// Images that declare IMDSv2 support (ours do, ImdsSupport v2.0) launch with tokens required.

@@ -161,12 +161,16 @@ func TestRunFromLaunchTemplate(t *testing.T) {
 		LaunchTemplateData: &types.RequestLaunchTemplateData{ImageId: aws.String(defaultImage(t, c)), InstanceType: types.InstanceTypeT3Micro,
 			KeyName: aws.String("lt-key"), SecurityGroupIds: []string{sshGroup(t, c)},
 			UserData: aws.String(base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\necho from-template > /tmp/lt\n"))),
+			DisableApiTermination: aws.Bool(true),
 			TagSpecifications: []types.LaunchTemplateTagSpecificationRequest{{ResourceType: types.ResourceTypeInstance,
-				Tags: []types.Tag{{Key: aws.String("app"), Value: aws.String("web")}}}}}})
+				Tags: []types.Tag{{Key: aws.String("app"), Value: aws.String("web")}}},
+				{ResourceType: types.ResourceTypeVolume, Tags: []types.Tag{{Key: aws.String("app"), Value: aws.String("web-disk")}}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The request's own parameters win, a false DisableApiTermination included.
 	out, err := c.RunInstances(ctx, &ec2.RunInstancesInput{MinCount: aws.Int32(1), MaxCount: aws.Int32(1), InstanceType: types.InstanceTypeT3Nano,
+		DisableApiTermination: aws.Bool(false),
 		LaunchTemplate: &types.LaunchTemplateSpecification{LaunchTemplateId: lt.LaunchTemplate.LaunchTemplateId, Version: aws.String("$Latest")}})
 	if err != nil {
 		t.Fatal(err)
