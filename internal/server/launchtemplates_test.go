@@ -160,7 +160,7 @@ func TestRunFromLaunchTemplate(t *testing.T) {
 	lt, err := c.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{LaunchTemplateName: aws.String("web"),
 		LaunchTemplateData: &types.RequestLaunchTemplateData{ImageId: aws.String(defaultImage(t, c)), InstanceType: types.InstanceTypeT3Micro,
 			KeyName: aws.String("lt-key"), SecurityGroupIds: []string{sshGroup(t, c)},
-			UserData: aws.String(base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\necho from-template > /tmp/lt\n"))),
+			UserData:              aws.String(base64.StdEncoding.EncodeToString([]byte("#!/bin/sh\necho from-template > /tmp/lt\n"))),
 			DisableApiTermination: aws.Bool(true),
 			TagSpecifications: []types.LaunchTemplateTagSpecificationRequest{{ResourceType: types.ResourceTypeInstance,
 				Tags: []types.Tag{{Key: aws.String("app"), Value: aws.String("web")}}},
@@ -171,7 +171,7 @@ func TestRunFromLaunchTemplate(t *testing.T) {
 	// The request's own parameters win, a false DisableApiTermination included.
 	out, err := c.RunInstances(ctx, &ec2.RunInstancesInput{MinCount: aws.Int32(1), MaxCount: aws.Int32(1), InstanceType: types.InstanceTypeT3Nano,
 		DisableApiTermination: aws.Bool(false),
-		LaunchTemplate: &types.LaunchTemplateSpecification{LaunchTemplateId: lt.LaunchTemplate.LaunchTemplateId, Version: aws.String("$Latest")}})
+		LaunchTemplate:        &types.LaunchTemplateSpecification{LaunchTemplateId: lt.LaunchTemplate.LaunchTemplateId, Version: aws.String("$Latest")}})
 	if err != nil {
 		t.Fatal(err)
 	}
