@@ -33,6 +33,8 @@ type Service struct {
 	maxInstances  int
 	terminatedTTL time.Duration
 	zoneNames     []string
+	// pushed are the keys EC2 Instance Connect pushed (instanceconnect.go).
+	pushed pushedKeys
 }
 
 // New returns the EC2 service for region, keeping its state in st.

@@ -75,6 +75,7 @@ func (f *fleet) metadataSource(account, id string) imds.Source {
 		for _, t := range tags {
 			md.Tags[t.Key] = t.Value
 		}
+		md.ManagedSSHKeys = s.pushed.active(id)
 		opts := imds.Options{HttpEndpoint: inst.Metadata.HttpEndpoint, HttpTokens: inst.Metadata.HttpTokens,
 			HttpPutResponseHopLimit: inst.Metadata.HopLimit, InstanceMetadataTags: inst.Metadata.InstanceMetadataTags}
 		return md, opts, nil

@@ -121,6 +121,7 @@ func (b *boot) run(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
+	b.step(ctx, "instance connect", b.writeInstanceConnect)
 	b.step(ctx, "sshd", func() error { return b.startSSHD(ctx) })
 	b.step(ctx, "ready", b.writeReady)
 	b.step(ctx, "final", func() error { return b.finalStage(ctx) })

@@ -41,6 +41,7 @@
 package guestinit
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -107,6 +108,11 @@ func init() {
 	}
 	name := filepath.Base(os.Args[0])
 	switch {
+	case name == "nubis-init" && len(os.Args) == 3 && os.Args[1] == eicCommand:
+		if err := instanceConnectKeys(context.Background(), metadataBase, os.Args[2], os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "nubis-init %s: %v\n", eicCommand, err)
+		}
+		os.Exit(0)
 	case name == "nubis-init":
 		if os.Getpid() == 1 {
 			os.Exit(Main())

@@ -51,6 +51,9 @@ type Metadata struct {
 	// Tags are served under meta-data/tags/instance/ only when Options.InstanceMetadataTags is
 	// "enabled". Keys AWS would refuse there (see validTagKey) are left out.
 	Tags map[string]string
+	// ManagedSSHKeys are the keys EC2 Instance Connect has pushed for OS users and that are still
+	// valid, served under meta-data/managed-ssh-keys/active-keys/<user>, one key a line.
+	ManagedSSHKeys map[string][]string
 }
 
 // Options are the instance's MetadataOptions as in EC2's API.

@@ -325,6 +325,26 @@ func TestTags(t *testing.T) {
 	}
 }
 
+// TestManagedSSHKeys: EC2 Instance Connect's keys for a user, with and without the trailing
+// slash its key-fetching script uses; none when there are none.
+func TestManagedSSHKeys(t *testing.T) {
+	md := fixture()
+	h, _, _ := newTest(t, md, Options{})
+	if w := do(h, http.MethodGet, "/latest/meta-data/managed-ssh-keys/active-keys/ec2-user/"); w.Code != 404 {
+		t.Fatalf("no keys: %d", w.Code)
+	}
+	md.ManagedSSHKeys = map[string][]string{"ec2-user": {"ssh-ed25519 AAAA a", "ssh-rsa BBBB b"}, "bad/user": {"x"}}
+	h, _, _ = newTest(t, md, Options{})
+	for _, p := range []string{"/latest/meta-data/managed-ssh-keys/active-keys/ec2-user/", "/latest/meta-data/managed-ssh-keys/active-keys/ec2-user"} {
+		if w := do(h, http.MethodGet, p); w.Code != 200 || w.Body.String() != "ssh-ed25519 AAAA a\nssh-rsa BBBB b" {
+			t.Fatalf("%s: %d %q", p, w.Code, w.Body.String())
+		}
+	}
+	if w := do(h, http.MethodGet, "/latest/meta-data/managed-ssh-keys/active-keys/"); w.Body.String() != "ec2-user" {
+		t.Fatalf("users: %q", w.Body.String())
+	}
+}
+
 // TestTagsNone: with tags on and no tags, the directory is there and empty.
 func TestTagsNone(t *testing.T) {
 	md := fixture()

@@ -215,6 +215,15 @@ func metaData(md Metadata, opts Options) *dirBuilder {
 		key := &node{isDir: true, children: []child{{name: "openssh-key", node: &node{value: []byte(md.PublicKey)}}}}
 		b.add("public-keys", &node{isDir: true, children: []child{{name: "0", label: "0=" + md.KeyName, node: key}}})
 	}
+	var users dirBuilder
+	for _, u := range slices.Sorted(maps.Keys(md.ManagedSSHKeys)) {
+		if validSegment(u) {
+			users.lines(u, md.ManagedSSHKeys[u])
+		}
+	}
+	var managed dirBuilder
+	managed.dir("active-keys", &users)
+	b.dir("managed-ssh-keys", &managed)
 	b.text("reservation-id", md.ReservationID)
 	b.lines("security-groups", md.SecurityGroups)
 

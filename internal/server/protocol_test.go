@@ -55,7 +55,7 @@ func TestUnknownService(t *testing.T) {
 	s := servertest.Start(t, "")
 	r := s.Do(t, servertest.Raw{Service: "s3", Method: "GET", Path: "/"})
 	if r.Status != 400 || r.Header.Get("X-Amzn-Errortype") != "UnknownService" ||
-		!strings.Contains(r.Body, `does not serve the service &#34;s3&#34;`) || !strings.Contains(r.Body, "ec2, lambda, logs, sts") {
+		!strings.Contains(r.Body, `does not serve the service &#34;s3&#34;`) || !strings.Contains(r.Body, "ec2, ec2-instance-connect, lambda, logs, sts") {
 		t.Fatalf("unknown service: %d %v %s", r.Status, r.Header, r.Body)
 	}
 }

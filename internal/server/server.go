@@ -67,6 +67,9 @@ type Config struct {
 	Zones []string
 	// TerminatedTTL is how long terminated instances stay visible (default one hour).
 	TerminatedTTL time.Duration
+	// InstanceConnectTTL is how long a key EC2 Instance Connect pushed is valid (default 60 s, as
+	// on AWS; tests shorten it).
+	InstanceConnectTTL time.Duration
 	// InitBinary is the init of instances (default: this executable, which links it).
 	InitBinary string
 }
@@ -199,6 +202,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.ec2.DisableInstances(why)
 		s.log.Warn("instances cannot run on this host: "+why, "component", "ec2")
 	}
+	s.ec2.SetInstanceConnectTTL(cfg.InstanceConnectTTL)
 	if err := s.ec2.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -207,10 +211,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	for _, svc := range []awsproto.Service{
 		s.ec2.API(),
 		sts.API(cfg.Log.With("component", "sts")),
+		s.ec2.InstanceConnectAPI(cfg.Log.With("component", "ec2-instance-connect")),
 		s.lambda.API(),
 		apis.API(),
-		// CloudWatch Logs speaks its protocol from here on; its operations arrive with their own
-		// issue, and until then every call is answered with UnknownOperationException.
 		logs.New(s.logs, cfg.Log.With("component", "logs")).API(),
 	} {
 		s.services[svc.SigningName()] = svc

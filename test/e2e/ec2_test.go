@@ -140,6 +140,16 @@ func TestEC2Walkthrough(t *testing.T) {
 		t.Fatalf("calculate_mean.py: %q", out)
 	}
 	mustSSH(t, key, ip, "echo 'my notes' > /home/ec2-user/notes.txt")
+	// EC2 Instance Connect, as the console's Connect button: a fresh key pushed for a minute.
+	eic := filepath.Join(t.TempDir(), "eic")
+	if b, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", eic).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, b)
+	}
+	c.ok("ec2-instance-connect", "send-ssh-public-key", "--instance-id", id, "--instance-os-user", "ec2-user",
+		"--ssh-public-key", "file://"+eic+".pub")
+	if out := mustSSH(t, eic, ip, "cat /home/ec2-user/notes.txt"); out != "my notes\n" {
+		t.Fatalf("through EC2 Instance Connect: %q", out)
+	}
 	c.ok("ec2", "stop-instances", "--instance-ids", id)
 	c.ok("ec2", "wait", "instance-stopped", "--instance-ids", id)
 	if _, err := ssh(t, key, ip, "true"); err == nil {
