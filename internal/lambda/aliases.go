@@ -183,8 +183,9 @@ func (s *Service) deleteAlias(ctx context.Context, r *awsproto.Request) (int, an
 			return err
 		}
 		// Its URL and its policy go with it: an alias made again with the name starts bare.
-		if fn, err := s.requireFunction(tx, r, ref{name: f.name}); err == nil && fn.Policies[alias].Statements != nil {
+		if fn, err := s.requireFunction(tx, r, ref{name: f.name}); err == nil && (fn.Policies[alias].Statements != nil || fn.EventInvoke[alias] != (eventInvokeConfig{})) {
 			delete(fn.Policies, alias)
+			delete(fn.EventInvoke, alias)
 			if err := store.PutJSON(tx, s.functionKey(r, f.name), fn); err != nil {
 				return err
 			}

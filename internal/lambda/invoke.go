@@ -97,7 +97,8 @@ func (s *Service) invoke(ctx context.Context, r *awsproto.Request) (int, any, er
 	case "DryRun":
 		return 204, awsproto.RawBody{ContentType: "application/json", Header: h}, nil
 	case "Event":
-		if err := s.enqueue(ctx, r.Caller.AccountID, t.v, payload); err != nil {
+		f, _ := s.parseRef(r, r.HTTP.PathValue("name"), r.HTTP.URL.Query().Get("Qualifier"))
+		if err := s.enqueue(ctx, r.Caller.AccountID, t.v, f.qualifier, r.ID, payload); err != nil {
 			return 0, nil, err
 		}
 		return 202, awsproto.RawBody{ContentType: "application/json", Header: http.Header{}}, nil
@@ -120,8 +121,9 @@ func (s *Service) invoke(ctx context.Context, r *awsproto.Request) (int, any, er
 }
 
 type invocation struct {
-	result runtimeapi.Result
-	tail   []byte
+	requestID string
+	result    runtimeapi.Result
+	tail      []byte
 }
 
 // run invokes a version once in an environment: warm if one is idle, else cold. It writes the
@@ -132,7 +134,7 @@ func (s *Service) run(ctx context.Context, account string, t target, payload []b
 	env, err := s.pool.acquire(ctx, t.v, account, t.fn.Reserved)
 	var initErr *initFailure
 	if errors.As(err, &initErr) {
-		return invocation{result: initErr.payload(reqID)}, nil
+		return invocation{requestID: reqID, result: initErr.payload(reqID)}, nil
 	}
 	if err != nil {
 		return invocation{}, err
@@ -196,7 +198,7 @@ func (s *Service) run(ctx context.Context, account string, t target, payload []b
 	}
 	tail := env.tail.tail()
 	s.pool.release(env, healthy)
-	return invocation{result: res, tail: tail}, nil
+	return invocation{requestID: reqID, result: res, tail: tail}, nil
 }
 
 func isDone(c <-chan struct{}) bool {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -258,4 +259,68 @@ func (s *Service) listTags(ctx context.Context, r *awsproto.Request) (int, any, 
 		tags = map[string]string{}
 	}
 	return 200, map[string]map[string]string{"Tags": tags}, nil
+}
+
+// getAccountSettings answers GetAccountSettings: Lambda's limits as nubis applies them, and what
+// the account uses.
+func (s *Service) getAccountSettings(ctx context.Context, r *awsproto.Request) (int, any, error) {
+	type limit struct {
+		TotalCodeSize                  int64 `json:"TotalCodeSize"`
+		CodeSizeUnzipped               int64 `json:"CodeSizeUnzipped"`
+		CodeSizeZipped                 int64 `json:"CodeSizeZipped"`
+		ConcurrentExecutions           int   `json:"ConcurrentExecutions"`
+		UnreservedConcurrentExecutions int   `json:"UnreservedConcurrentExecutions"`
+	}
+	type usage struct {
+		TotalCodeSize int64 `json:"TotalCodeSize"`
+		FunctionCount int64 `json:"FunctionCount"`
+	}
+	var functions int64
+	reserved := 0
+	blobs := map[string]bool{}
+	err := s.view(ctx, func(tx store.Tx) error {
+		kvs, err := tx.List(s.prefix(r), "", 0)
+		if err != nil {
+			return err
+		}
+		for _, kv := range kvs {
+			rest := strings.TrimPrefix(kv.Key, s.prefix(r))
+			switch {
+			case strings.HasPrefix(rest, "function/"):
+				var fn function
+				if json.Unmarshal(kv.Value, &fn) == nil {
+					functions++
+					if fn.Reserved != nil {
+						reserved += *fn.Reserved
+					}
+				}
+			case strings.HasPrefix(rest, "version/"):
+				var v version
+				if json.Unmarshal(kv.Value, &v) == nil {
+					blobs[v.CodeHex] = true
+				}
+			case strings.HasPrefix(rest, "layerversion/"):
+				var lv layerVersion
+				if json.Unmarshal(kv.Value, &lv) == nil {
+					blobs[lv.CodeHex] = true
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	var total int64
+	for h := range blobs {
+		if fi, err := os.Stat(s.code.path(h)); err == nil {
+			total += fi.Size()
+		}
+	}
+	return 200, struct {
+		AccountLimit limit `json:"AccountLimit"`
+		AccountUsage usage `json:"AccountUsage"`
+	}{limit{TotalCodeSize: 75 << 30, CodeSizeUnzipped: maxUnzippedBytes, CodeSizeZipped: maxZippedBytes,
+		ConcurrentExecutions: s.cfg.AccountConcurrency, UnreservedConcurrentExecutions: s.cfg.AccountConcurrency - reserved},
+		usage{TotalCodeSize: total, FunctionCount: functions}}, nil
 }

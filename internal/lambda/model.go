@@ -81,6 +81,8 @@ type function struct {
 	Reserved *int `json:"reserved,omitempty"`
 	// Policies are the resource-based policies, by qualifier ("" for the function itself).
 	Policies map[string]policy `json:"policies,omitempty"`
+	// EventInvoke are the asynchronous invocation settings, by qualifier.
+	EventInvoke map[string]eventInvokeConfig `json:"eventInvoke,omitempty"`
 }
 
 // AliasConfiguration is an alias as the API renders and stores it.

@@ -1,6 +1,7 @@
 package lambda
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,13 +16,19 @@ import (
 )
 
 // Event invocations are queued in the store before Invoke answers 202, so the queue survives a
-// restart. Workers run them; a function error is retried twice, after Config.EventRetryDelays, as Lambda does,
-// and then the event is dropped (there are no destinations or dead-letter queues yet).
+// restart. Workers run them; a function error is retried (twice unless the function's event
+// invoke config says fewer), after Config.EventRetryDelays, as Lambda does; an event older than
+// its maximum age is not run again. The record of an event that succeeded or finally failed goes
+// to the config's OnSuccess or OnFailure function, as an event of its own.
 
 type queuedEvent struct {
-	Account   string    `json:"account"`
-	Function  string    `json:"function"`
-	Version   string    `json:"version"`
+	Account  string `json:"account"`
+	Function string `json:"function"`
+	Version  string `json:"version"`
+	// Qualifier is how the caller named the function ("" unqualified): its settings apply.
+	Qualifier string    `json:"qualifier,omitempty"`
+	RequestID string    `json:"requestId,omitempty"`
+	Queued    time.Time `json:"queued"`
 	Payload   []byte    `json:"payload"`
 	Attempts  int       `json:"attempts"`
 	NotBefore time.Time `json:"notBefore"`
@@ -35,9 +42,10 @@ const maxEventWorkers = 16
 
 func (s *Service) queuePrefix() string { return "lambda-queue/" + s.cfg.Region + "/" }
 
-func (s *Service) enqueue(ctx context.Context, account string, v version, payload []byte) error {
+func (s *Service) enqueue(ctx context.Context, account string, v version, qualifier, reqID string, payload []byte) error {
 	key := fmt.Sprintf("%s%020d-%s", s.queuePrefix(), s.now().UnixNano(), uuid.NewString())
-	ev := queuedEvent{Account: account, Function: v.Config.FunctionName, Version: v.Config.Version, Payload: payload}
+	ev := queuedEvent{Account: account, Function: v.Config.FunctionName, Version: v.Config.Version, Qualifier: qualifier,
+		RequestID: reqID, Queued: s.now(), Payload: payload}
 	if err := s.store.Update(ctx, func(tx store.Tx) error { return store.PutJSON(tx, key, ev) }); err != nil {
 		return err
 	}
@@ -101,17 +109,25 @@ func (s *Service) runQueue(ctx context.Context) {
 func (s *Service) runEvent(ctx context.Context, key string, ev queuedEvent) {
 	r := &awsproto.Request{Caller: awsproto.Caller{AccountID: ev.Account}}
 	t, err := s.loadTarget(ctx, r, ref{name: ev.Function, qualifier: ev.Version})
+	cfg := t.fn.EventInvoke[ev.Qualifier]
+	expired := !ev.Queued.IsZero() && s.now().Sub(ev.Queued) > cfg.maxAge()
 	failed := true
-	if err == nil && s.cfg.Sandboxes != nil {
-		out, runErr := s.run(ctx, ev.Account, t, ev.Payload, "")
+	var out invocation
+	if err == nil && s.cfg.Sandboxes != nil && !expired {
+		var runErr error
+		out, runErr = s.run(ctx, ev.Account, t, ev.Payload, "")
 		failed = runErr != nil || out.result.Failed()
 		if runErr != nil && ctx.Err() != nil {
 			return // stopping: the event stays queued for the next start
 		}
 	}
-	ev.Attempts++
+	if !expired {
+		ev.Attempts++
+	}
+	retries := min(cfg.retries(), len(s.cfg.EventRetryDelays))
+	done := err != nil || !failed || expired || ev.Attempts > retries
 	s.store.Update(context.Background(), func(tx store.Tx) error {
-		if err != nil || !failed || ev.Attempts > len(s.cfg.EventRetryDelays) {
+		if done {
 			if strings.HasPrefix(key, s.queuePrefix()) {
 				return tx.Delete(key)
 			}
@@ -120,4 +136,52 @@ func (s *Service) runEvent(ctx context.Context, key string, ev queuedEvent) {
 		ev.NotBefore = s.now().Add(s.cfg.EventRetryDelays[ev.Attempts-1])
 		return store.PutJSON(tx, key, ev)
 	})
+	if !done || err != nil {
+		return
+	}
+	dest, condition := cfg.OnFailure, "RetriesExhausted"
+	switch {
+	case expired:
+		condition = "EventAgeExceeded"
+	case !failed:
+		dest, condition = cfg.OnSuccess, "Success"
+	}
+	if dest != "" {
+		s.deliver(ctx, r, ev, t, out, condition, dest)
+	}
+}
+
+// deliver sends an event's invocation record to a destination function, asynchronously.
+func (s *Service) deliver(ctx context.Context, r *awsproto.Request, ev queuedEvent, t target, out invocation, condition, dest string) {
+	rec := invocationRecord{Version: "1.0", Timestamp: s.now().UTC().Format("2006-01-02T15:04:05.000Z"),
+		RequestContext: recordContext{RequestID: ev.RequestID, FunctionArn: s.arn(r, ref{name: ev.Function, qualifier: cmp.Or(ev.Qualifier, "$LATEST")}),
+			Condition: condition, ApproximateInvokeCount: ev.Attempts},
+		RequestPayload: ev.Payload, Response: recordResponse{StatusCode: 200, ExecutedVersion: t.v.Config.Version}}
+	if ev.Attempts > 0 {
+		rec.ResponsePayload = out.result.Payload
+		if out.result.Failed() {
+			rec.Response.FunctionError = "Unhandled"
+		}
+	}
+	if !json.Valid(rec.RequestPayload) {
+		rec.RequestPayload = json.RawMessage("null")
+	}
+	if len(rec.ResponsePayload) > 0 && !json.Valid(rec.ResponsePayload) {
+		b, _ := json.Marshal(string(rec.ResponsePayload))
+		rec.ResponsePayload = b
+	}
+	payload, err := json.Marshal(rec)
+	if err != nil {
+		return
+	}
+	f, err := s.parseRef(r, dest, "")
+	if err == nil {
+		var dt target
+		if dt, err = s.loadTarget(ctx, r, f); err == nil {
+			err = s.enqueue(ctx, ev.Account, dt.v, f.qualifier, uuid.NewString(), payload)
+		}
+	}
+	if err != nil {
+		s.log.Warn("asynchronous invocation: the destination cannot be invoked", "function", ev.Function, "destination", dest, "err", err)
+	}
 }

@@ -244,6 +244,14 @@ func (s *Service) deleteFunction(ctx context.Context, r *awsproto.Request) (int,
 			if len(users) > 0 {
 				return conflict("Unable to delete version because the following aliases reference it: %v", users)
 			}
+			// The version's policy and asynchronous settings go with it.
+			if fn, err := s.requireFunction(tx, r, ref{name: f.name}); err == nil {
+				delete(fn.Policies, f.qualifier)
+				delete(fn.EventInvoke, f.qualifier)
+				if err := store.PutJSON(tx, s.functionKey(r, f.name), fn); err != nil {
+					return err
+				}
+			}
 			return tx.Delete(key)
 		}
 		versions, err := tx.List(s.versionsPrefix(r, f.name), "", 0)

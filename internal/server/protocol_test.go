@@ -66,7 +66,7 @@ func TestProtocolsOfLaterServices(t *testing.T) {
 	s := servertest.Start(t, "")
 	cfg := s.Config(t, nil)
 	ctx := context.Background()
-	_, err := lambda.NewFromConfig(cfg).GetAccountSettings(ctx, &lambda.GetAccountSettingsInput{})
+	_, err := lambda.NewFromConfig(cfg).ListCodeSigningConfigs(ctx, &lambda.ListCodeSigningConfigsInput{})
 	wantAPIError(t, err, "UnknownOperationException", 404)
 	_, err = cloudwatchlogs.NewFromConfig(cfg).DescribeQueries(ctx, &cloudwatchlogs.DescribeQueriesInput{})
 	wantAPIError(t, err, "UnknownOperationException", 400)

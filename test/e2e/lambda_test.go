@@ -291,6 +291,9 @@ func TestLambdaLayerCLI(t *testing.T) {
 	if list := c.ok("lambda", "list-layers"); !strings.Contains(list, `"LayerName": "greet"`) {
 		t.Fatalf("list-layers: %s", list)
 	}
+	if settings := c.ok("lambda", "get-account-settings"); !strings.Contains(settings, `"FunctionCount": 1`) {
+		t.Fatalf("get-account-settings: %s", settings)
+	}
 }
 
 // TestFunctionURLCLI: a function URL made with the aws CLI, opened to everyone with add-permission
