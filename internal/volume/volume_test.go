@@ -627,8 +627,16 @@ func TestConcurrent(t *testing.T) {
 	if err := s.Cleanup(ctx, nil); err != nil {
 		t.Error(err)
 	}
+	// A device whose file system the kernel is still letting go of is detached when it has (its
+	// autoclear flag is set): wait for that, a few seconds at most.
 	for _, id := range ids {
-		if out := losetupJ(t, s.Path(id)); out != "" {
+		deadline := time.Now().Add(5 * time.Second)
+		out := losetupJ(t, s.Path(id))
+		for out != "" && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+			out = losetupJ(t, s.Path(id))
+		}
+		if out != "" {
 			t.Errorf("%s: %s", id, out)
 		}
 	}
