@@ -72,9 +72,26 @@ func slicesDeleteExpired(keys []pushedKey, now time.Time) []pushedKey {
 	return out
 }
 
+// maxPushedKeys bounds the keys kept for one user of one instance: the oldest go first.
+const maxPushedKeys = 16
+
 func (p *pushedKeys) push(id, user, line string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	now := time.Now()
+	// Sweep what has expired everywhere, so instances that never ask keep nothing.
+	for iid, users := range p.keys {
+		for u, keys := range users {
+			if keys = slicesDeleteExpired(keys, now); len(keys) == 0 {
+				delete(users, u)
+			} else {
+				users[u] = keys
+			}
+		}
+		if len(users) == 0 {
+			delete(p.keys, iid)
+		}
+	}
 	if p.keys == nil {
 		p.keys = map[string]map[string][]pushedKey{}
 	}
@@ -85,7 +102,11 @@ func (p *pushedKeys) push(id, user, line string) {
 	if ttl <= 0 {
 		ttl = instanceConnectTTL
 	}
-	p.keys[id][user] = append(p.keys[id][user], pushedKey{line: line, expires: time.Now().Add(ttl)})
+	keys := append(p.keys[id][user], pushedKey{line: line, expires: now.Add(ttl)})
+	if len(keys) > maxPushedKeys {
+		keys = keys[len(keys)-maxPushedKeys:]
+	}
+	p.keys[id][user] = keys
 }
 
 // SetInstanceConnectTTL changes how long pushed keys are valid (60 seconds unless set: for tests).
@@ -128,9 +149,8 @@ func (s *Service) sendSSHPublicKey(ctx context.Context, r *awsproto.Request) (an
 	case len(in.SSHPublicKey) < 80 || len(in.SSHPublicKey) > 4096:
 		return nil, eicError("InvalidArgsException", "The SSH public key must be 80 to 4096 characters long.")
 	}
-	line := strings.TrimSpace(in.SSHPublicKey)
-	key, err := sshkey.Import([]byte(line))
-	if err != nil || !strings.HasPrefix(line, "ssh-rsa ") && !strings.HasPrefix(line, "ssh-ed25519 ") {
+	key, err := sshkey.Import([]byte(strings.TrimSpace(in.SSHPublicKey)))
+	if err != nil {
 		return nil, eicError("InvalidArgsException", "The SSH public key is not a valid OpenSSH RSA (2048 bits or more) or ED25519 public key.")
 	}
 	var inst instance

@@ -14,13 +14,16 @@ import (
 // EC2 Instance Connect: sshd asks, for each login, for the keys pushed to the instance for the
 // user (SendSSHPublicKey), which the metadata service serves for a minute. As on Amazon's images
 // (the ec2-instance-connect package), sshd runs an AuthorizedKeysCommand: here this binary, as
-// "nubis-init eic-keys <user>", as the unprivileged user nobody.
+// "nubis-init eic-keys <user>", as a system user of its own, ec2-instance-connect (no other
+// process runs as it, so none can tamper with the command).
 
 const (
 	// eicConfig is the sshd drop-in that turns the lookup on.
 	eicConfig = "/etc/ssh/sshd_config.d/60-nubis-instance-connect.conf"
 	// eicCommand is the argument that makes the binary print a user's pushed keys.
 	eicCommand = "eic-keys"
+	// eicUser runs the command.
+	eicUser = "ec2-instance-connect"
 	// metadataBase is the instance metadata service as the instance reaches it.
 	metadataBase = "http://169.254.169.254"
 )
@@ -30,9 +33,13 @@ func (b *boot) writeInstanceConnect() error {
 	if _, err := os.Stat(b.path(sshdPath)); err != nil {
 		return nil
 	}
+	if _, _, err := b.ensureUser(userSpec{Name: eicUser, System: true, Shell: "/usr/sbin/nologin", NoCreateHome: true,
+		Gecos: "EC2 Instance Connect"}); err != nil {
+		return err
+	}
 	conf := "# Written by nubis at boot: EC2 Instance Connect's keys (SendSSHPublicKey), from the metadata service.\n" +
 		"AuthorizedKeysCommand " + BinaryPath + " " + eicCommand + " %u\n" +
-		"AuthorizedKeysCommandUser nobody\n"
+		"AuthorizedKeysCommandUser " + eicUser + "\n"
 	path := b.path(eicConfig)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err

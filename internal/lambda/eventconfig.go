@@ -67,7 +67,7 @@ type eventInvokeConfigOut struct {
 
 func (s *Service) eventConfigOut(r *awsproto.Request, name, qualifier string, c eventInvokeConfig) eventInvokeConfigOut {
 	out := eventInvokeConfigOut{LastModified: float64(c.LastModified.UnixMilli()) / 1000,
-		FunctionArn: s.arn(r, ref{name: name, qualifier: qualifier}), MaximumRetryAttempts: c.MaxRetries,
+		FunctionArn: s.arn(r, ref{name: name, qualifier: cmp.Or(qualifier, "$LATEST")}), MaximumRetryAttempts: c.MaxRetries,
 		MaximumEventAgeInSeconds: c.MaxAgeSecs, DestinationConfig: destinationConfig{OnSuccess: &destination{}, OnFailure: &destination{}}}
 	out.DestinationConfig.OnSuccess.Destination = c.OnSuccess
 	out.DestinationConfig.OnFailure.Destination = c.OnFailure
@@ -101,11 +101,15 @@ func (s *Service) checkDestination(r *awsproto.Request, arn string) error {
 }
 
 func (in eventInvokeConfigInput) check(s *Service, r *awsproto.Request) error {
-	if v := in.MaximumRetryAttempts; v != nil && (*v < 0 || *v > 2) {
+	if v := in.MaximumRetryAttempts; v != nil && *v < 0 {
+		return validation(*v, "maximumRetryAttempts", "Member must have value greater than or equal to 0")
+	} else if v != nil && *v > 2 {
 		return validation(*v, "maximumRetryAttempts", "Member must have value less than or equal to 2")
 	}
-	if v := in.MaximumEventAgeInSeconds; v != nil && (*v < 60 || *v > 21600) {
-		return validation(*v, "maximumEventAgeInSeconds", "Member must have value between 60 and 21600")
+	if v := in.MaximumEventAgeInSeconds; v != nil && *v < 60 {
+		return validation(*v, "maximumEventAgeInSeconds", "Member must have value greater than or equal to 60")
+	} else if v != nil && *v > 21600 {
+		return validation(*v, "maximumEventAgeInSeconds", "Member must have value less than or equal to 21600")
 	}
 	if d := in.DestinationConfig; d != nil {
 		for _, dst := range []*destination{d.OnSuccess, d.OnFailure} {
@@ -154,6 +158,9 @@ func (s *Service) eventConfigRef(tx store.Tx, r *awsproto.Request) (ref, functio
 	fn, err := s.requireFunction(tx, r, ref{name: f.name})
 	if err != nil {
 		return f, fn, err
+	}
+	if f.qualifier == "$LATEST" {
+		f.qualifier = "" // one config for the unqualified function and $LATEST, as on AWS
 	}
 	if f.qualifier != "" {
 		if _, err := s.resolve(tx, r, f); err != nil {
@@ -257,10 +264,14 @@ func (s *Service) listEventInvokeConfigs(ctx context.Context, r *awsproto.Reques
 		Configs    []eventInvokeConfigOut `json:"FunctionEventInvokeConfigs"`
 		NextMarker string                 `json:"NextMarker,omitempty"`
 	}{Configs: []eventInvokeConfigOut{}}
-	// The marker is the last qualifier of the page before ("-" for the function itself).
+	// In qualifier order ($LATEST for the function itself); the marker is the last one of the
+	// page before.
+	byKey := map[string]string{}
+	for q := range fn.EventInvoke {
+		byKey[cmp.Or(q, "$LATEST")] = q
+	}
 	last := ""
-	for _, q := range slices.Sorted(maps.Keys(fn.EventInvoke)) {
-		key := cmp.Or(q, "-")
+	for _, key := range slices.Sorted(maps.Keys(byKey)) {
 		if marker != "" && key <= marker {
 			continue
 		}
@@ -268,6 +279,7 @@ func (s *Service) listEventInvokeConfigs(ctx context.Context, r *awsproto.Reques
 			out.NextMarker = last
 			break
 		}
+		q := byKey[key]
 		out.Configs = append(out.Configs, s.eventConfigOut(r, f.name, q, fn.EventInvoke[q]))
 		last = key
 	}

@@ -129,8 +129,12 @@ type invocation struct {
 // run invokes a version once in an environment: warm if one is idle, else cold. It writes the
 // START, END and REPORT lines and handles timeouts, crashes and memory exhaustion as Lambda does.
 func (s *Service) run(ctx context.Context, account string, t target, payload []byte, clientContext string) (invocation, error) {
+	return s.runID(ctx, account, t, payload, clientContext, uuid.NewString())
+}
+
+// runID is run with the request id given (an event's, the same on each of its attempts).
+func (s *Service) runID(ctx context.Context, account string, t target, payload []byte, clientContext, reqID string) (invocation, error) {
 	c := t.v.Config
-	reqID := uuid.NewString()
 	env, err := s.pool.acquire(ctx, t.v, account, t.fn.Reserved)
 	var initErr *initFailure
 	if errors.As(err, &initErr) {

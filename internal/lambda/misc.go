@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -275,9 +274,8 @@ func (s *Service) getAccountSettings(ctx context.Context, r *awsproto.Request) (
 		TotalCodeSize int64 `json:"TotalCodeSize"`
 		FunctionCount int64 `json:"FunctionCount"`
 	}
-	var functions int64
+	var functions, total int64
 	reserved := 0
-	blobs := map[string]bool{}
 	err := s.view(ctx, func(tx store.Tx) error {
 		kvs, err := tx.List(s.prefix(r), "", 0)
 		if err != nil {
@@ -297,12 +295,12 @@ func (s *Service) getAccountSettings(ctx context.Context, r *awsproto.Request) (
 			case strings.HasPrefix(rest, "version/"):
 				var v version
 				if json.Unmarshal(kv.Value, &v) == nil {
-					blobs[v.CodeHex] = true
+					total += v.Config.CodeSize // each version counts, as on AWS
 				}
 			case strings.HasPrefix(rest, "layerversion/"):
 				var lv layerVersion
 				if json.Unmarshal(kv.Value, &lv) == nil {
-					blobs[lv.CodeHex] = true
+					total += lv.CodeSize
 				}
 			}
 		}
@@ -310,12 +308,6 @@ func (s *Service) getAccountSettings(ctx context.Context, r *awsproto.Request) (
 	})
 	if err != nil {
 		return 0, nil, err
-	}
-	var total int64
-	for h := range blobs {
-		if fi, err := os.Stat(s.code.path(h)); err == nil {
-			total += fi.Size()
-		}
 	}
 	return 200, struct {
 		AccountLimit limit `json:"AccountLimit"`

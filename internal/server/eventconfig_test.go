@@ -121,4 +121,21 @@ func TestAsyncDestinations(t *testing.T) {
 	if n := strings.Count(functionLogs(t, s, "worker"), "attempt 1"); n != 1 {
 		t.Fatalf("the failed event ran %d times, want 1 (MaximumRetryAttempts 0)", n)
 	}
+
+	// A function that is its own destination: the chain stops after 16 records, as Lambda stops
+	// recursive loops.
+	createFunction(t, c, "loopy", types.RuntimePython312, "app.handler", zipEntry{name: "app.py",
+		body: "def handler(e, c):\n    print('HOP')\n    return {}\n"})
+	if _, err := c.PutFunctionEventInvokeConfig(ctx, &lambda.PutFunctionEventInvokeConfigInput{FunctionName: aws.String("loopy"),
+		DestinationConfig: &types.DestinationConfig{OnSuccess: &types.OnSuccess{Destination: aws.String("arn:aws:lambda:us-east-1:" + account + ":function:loopy")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("loopy"), InvocationType: types.InvocationTypeEvent}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, func() bool { return strings.Count(functionLogs(t, s, "loopy"), "HOP") >= 17 })
+	time.Sleep(time.Second)
+	if n := strings.Count(functionLogs(t, s, "loopy"), "HOP"); n != 17 {
+		t.Fatalf("a loop of destinations ran %d times, want 17 (the event and 16 records)", n)
+	}
 }

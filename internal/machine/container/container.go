@@ -34,6 +34,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -109,6 +110,14 @@ func New(cfg Config) (*Driver, error) {
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("container machines: %w", err)
+	}
+	// sshd runs the init binary as EC2 Instance Connect's AuthorizedKeysCommand only if root owns
+	// it and no one else may write it.
+	if fi, err := os.Stat(cfg.InitBinary); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && (st.Uid != 0 || fi.Mode().Perm()&0o022 != 0) {
+			cfg.Log.Warn("EC2 Instance Connect will not work: sshd refuses a key command that root does not own or others may write",
+				"binary", cfg.InitBinary, "mode", fi.Mode().Perm().String(), "uid", st.Uid)
+		}
 	}
 	return &Driver{cfg: cfg, log: cfg.Log.With("component", "machines"), locks: map[string]*sync.Mutex{}}, nil
 }
