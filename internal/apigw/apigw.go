@@ -78,6 +78,11 @@ func (s *Service) API() awsproto.Service {
 	api.Handle("GET "+a+"/integrations/{integrationId}", "GetIntegration", s.getIntegration)
 	api.Handle("PATCH "+a+"/integrations/{integrationId}", "UpdateIntegration", s.updateIntegration)
 	api.Handle("DELETE "+a+"/integrations/{integrationId}", "DeleteIntegration", s.deleteIntegration)
+	api.Handle("POST "+a+"/authorizers", "CreateAuthorizer", s.createAuthorizer)
+	api.Handle("GET "+a+"/authorizers", "GetAuthorizers", s.getAuthorizers)
+	api.Handle("GET "+a+"/authorizers/{authorizerId}", "GetAuthorizer", s.getAuthorizer)
+	api.Handle("PATCH "+a+"/authorizers/{authorizerId}", "UpdateAuthorizer", s.updateAuthorizer)
+	api.Handle("DELETE "+a+"/authorizers/{authorizerId}", "DeleteAuthorizer", s.deleteAuthorizer)
 	api.Handle("POST "+a+"/stages", "CreateStage", s.createStage)
 	api.Handle("GET "+a+"/stages", "GetStages", s.getStages)
 	api.Handle("GET "+a+"/stages/{stageName}", "GetStage", s.getStage)
@@ -112,7 +117,7 @@ func (s *Service) childKey(account, kind, apiID, id string) string {
 }
 
 // childKinds are the kinds of record an API owns.
-var childKinds = []string{kindRoute, kindIntegration, kindStage, kindDeployment}
+var childKinds = []string{kindRoute, kindIntegration, kindStage, kindDeployment, kindAuthorizer}
 
 // loadChild reads a route, integration, stage or deployment of an API that must exist; notFound
 // is the error for a child that does not.

@@ -35,6 +35,9 @@ func (s *Service) newDeployment(tx store.Tx, acct, apiID string, auto bool, desc
 	if rec.Integrations, err = listJSON[integration](tx, s.childPrefix(acct, kindIntegration, apiID)); err != nil {
 		return deployment{}, err
 	}
+	if rec.Authorizers, err = listJSON[authorizer](tx, s.childPrefix(acct, kindAuthorizer, apiID)); err != nil {
+		return deployment{}, err
+	}
 	rec.Deployment.DeploymentID, err = createWithID(tx, deploymentIDLen,
 		func(id string) string { return s.childKey(acct, kindDeployment, apiID, id) },
 		func(id string) any { b := rec; b.Deployment.DeploymentID = id; return b })

@@ -103,6 +103,7 @@ type deploymentRecord struct {
 	Deployment   deployment    `json:"deployment"`
 	Routes       []route       `json:"routes"`
 	Integrations []integration `json:"integrations"`
+	Authorizers  []authorizer  `json:"authorizers,omitempty"`
 	Cors         *Cors         `json:"cors,omitempty"`
 }
 
@@ -135,8 +136,22 @@ type Route struct {
 	Key string
 	// IntegrationID is the integration the route's target names ("" for a route without one).
 	IntegrationID string
-	// AuthorizationType is NONE or AWS_IAM.
+	// AuthorizationType is NONE, AWS_IAM or CUSTOM (AuthorizerID's Lambda authorizer).
 	AuthorizationType string
+	AuthorizerID      string
+}
+
+// Authorizer is a Lambda (REQUEST) authorizer as the data plane sees it.
+type Authorizer struct {
+	ID                   string
+	FunctionARN          string
+	PayloadFormatVersion string // "1.0" or "2.0"
+	// SimpleResponses: the function answers {"isAuthorized": bool, "context": {...}} (2.0 only),
+	// else an IAM policy.
+	SimpleResponses bool
+	// IdentitySource are the values a request must carry, and the key of cached results.
+	IdentitySource []string
+	TTLSeconds     int
 }
 
 // Integration is an integration as the data plane sees it.
@@ -171,5 +186,6 @@ type Deployment struct {
 	ID           string
 	Routes       []Route
 	Integrations []Integration
+	Authorizers  []Authorizer
 	Cors         *Cors
 }

@@ -102,14 +102,15 @@ func (in routeInput) apply(rt *route) error {
 	}
 	setString(&rt.AuthorizationType, in.AuthorizationType)
 	switch rt.AuthorizationType {
-	case "NONE", "AWS_IAM":
-	case "JWT", "CUSTOM":
-		return unsupported("Authorization type " + rt.AuthorizationType)
+	case "NONE", "AWS_IAM", "CUSTOM":
+	case "JWT":
+		return unsupported("Authorization type JWT (nubis has no identity provider to trust; use a Lambda authorizer, CUSTOM)")
 	default:
 		return badRequest("Invalid authorization type specified: %s. Must be one of [NONE, AWS_IAM, CUSTOM, JWT]", rt.AuthorizationType)
 	}
-	if in.AuthorizerID != nil && *in.AuthorizerID != "" {
-		return unsupported("Authorizers")
+	setString(&rt.AuthorizerID, in.AuthorizerID)
+	if rt.AuthorizationType != "CUSTOM" && in.AuthorizationType != nil && in.AuthorizerID == nil {
+		rt.AuthorizerID = "" // a route no longer CUSTOM lets its authorizer go
 	}
 	if len(in.AuthorizationScopes) > 0 {
 		return badRequest("AuthorizationScopes are supported only with JWT and Cognito authorizers.")
@@ -172,6 +173,9 @@ func (s *Service) createRoute(ctx context.Context, r *awsproto.Request) (int, an
 			return err
 		}
 		if err := s.checkTarget(tx, acct, apiID, rt.Target); err != nil {
+			return err
+		}
+		if err := s.checkAuthorizer(tx, acct, apiID, rt); err != nil {
 			return err
 		}
 		if err := s.checkRouteKeyFree(tx, acct, apiID, "", rt.RouteKey); err != nil {
@@ -258,6 +262,9 @@ func (s *Service) updateRoute(ctx context.Context, r *awsproto.Request) (int, an
 			}
 		}
 		if err := s.checkTarget(tx, acct, apiID, rt.Target); err != nil {
+			return err
+		}
+		if err := s.checkAuthorizer(tx, acct, apiID, rt); err != nil {
 			return err
 		}
 		if err := store.PutJSON(tx, s.childKey(acct, kindRoute, apiID, routeID), rt); err != nil {

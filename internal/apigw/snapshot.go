@@ -63,7 +63,7 @@ func (s *Service) lookup(ctx context.Context, account, apiID string) (*Snapshot,
 				}
 				if ok {
 					out.Deployment = &Deployment{ID: d.Deployment.DeploymentID, Routes: exportRoutes(d.Routes),
-						Integrations: exportIntegrations(d.Integrations), Cors: d.Cors}
+						Integrations: exportIntegrations(d.Integrations), Authorizers: exportAuthorizers(d.Authorizers), Cors: d.Cors}
 				}
 			}
 			snap.Stages = append(snap.Stages, out)
@@ -80,7 +80,7 @@ func exportRoutes(rs []route) []Route {
 	out := make([]Route, len(rs))
 	for i, r := range rs {
 		out[i] = Route{ID: r.RouteID, Key: r.RouteKey, IntegrationID: strings.TrimPrefix(r.Target, "integrations/"),
-			AuthorizationType: r.AuthorizationType}
+			AuthorizationType: r.AuthorizationType, AuthorizerID: r.AuthorizerID}
 	}
 	return out
 }

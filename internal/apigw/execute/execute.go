@@ -54,6 +54,7 @@ type Handler struct {
 	cfg      Config
 	mu       sync.Mutex
 	limiters map[string]*limiter
+	auth     authCache // Lambda authorizers' answers
 }
 
 type limiter struct {
@@ -210,16 +211,23 @@ func (h *Handler) serveRoute(r *http.Request, body []byte, reqID string, snap *a
 	if _, p, ok := Target(r); ok && strings.HasPrefix(r.URL.EscapedPath(), PathPrefix) {
 		info.RawPath = p
 	}
+	sourceArn := "arn:aws:execute-api:" + h.cfg.Region + ":" + h.cfg.Account + ":" + snap.API.ID + "/" + stage.Name + "/" +
+		r.Method + "/" + strings.TrimPrefix(routePath, "/")
 	version := integ.PayloadFormatVersion
 	if version == "" {
 		version = httpapi.Version2
+	}
+	if route.AuthorizationType == "CUSTOM" {
+		authz, deny := h.authorize(r.Context(), r, snap, stage, route, info, sourceArn, version)
+		if deny != nil {
+			return *deny
+		}
+		info.Authorizer = authz
 	}
 	event, err := httpapi.Event(version, r, body, info)
 	if err != nil {
 		return httpapi.Message(http.StatusBadRequest, "Bad Request")
 	}
-	sourceArn := "arn:aws:execute-api:" + h.cfg.Region + ":" + h.cfg.Account + ":" + snap.API.ID + "/" + stage.Name + "/" +
-		r.Method + "/" + strings.TrimPrefix(routePath, "/")
 	return h.invoke(r.Context(), integ, sourceArn, version, event)
 }
 

@@ -43,8 +43,8 @@ type RequestInfo struct {
 	// the "/{stage}" prefix of a named stage: rawPath (2.0) and path (1.0) carry the stage too.
 	// Empty means req.URL.EscapedPath().
 	RawPath string
-	// Authorizer, if not nil, is the 2.0 event's requestContext.authorizer (a function URL's IAM
-	// caller, for example).
+	// Authorizer, if not nil, is the event's requestContext.authorizer (a function URL's IAM
+	// caller, or what a Lambda authorizer handed on, for example).
 	Authorizer any
 }
 
@@ -180,22 +180,30 @@ type eventV1JSON struct {
 }
 
 type requestContextV1 struct {
-	AccountID         string       `json:"accountId"`
-	APIID             string       `json:"apiId"`
-	Authorizer        authorizerV1 `json:"authorizer"`
-	DomainName        string       `json:"domainName"`
-	DomainPrefix      string       `json:"domainPrefix"`
-	ExtendedRequestID string       `json:"extendedRequestId"`
-	HTTPMethod        string       `json:"httpMethod"`
-	Identity          identityV1   `json:"identity"`
-	Path              string       `json:"path"`
-	Protocol          string       `json:"protocol"`
-	RequestID         string       `json:"requestId"`
-	RequestTime       string       `json:"requestTime"`
-	RequestTimeEpoch  int64        `json:"requestTimeEpoch"`
-	ResourceID        string       `json:"resourceId"`
-	ResourcePath      string       `json:"resourcePath"`
-	Stage             string       `json:"stage"`
+	AccountID         string     `json:"accountId"`
+	APIID             string     `json:"apiId"`
+	Authorizer        any        `json:"authorizer"`
+	DomainName        string     `json:"domainName"`
+	DomainPrefix      string     `json:"domainPrefix"`
+	ExtendedRequestID string     `json:"extendedRequestId"`
+	HTTPMethod        string     `json:"httpMethod"`
+	Identity          identityV1 `json:"identity"`
+	Path              string     `json:"path"`
+	Protocol          string     `json:"protocol"`
+	RequestID         string     `json:"requestId"`
+	RequestTime       string     `json:"requestTime"`
+	RequestTimeEpoch  int64      `json:"requestTimeEpoch"`
+	ResourceID        string     `json:"resourceId"`
+	ResourcePath      string     `json:"resourcePath"`
+	Stage             string     `json:"stage"`
+}
+
+// cmpAuthorizer is a 1.0 event's requestContext.authorizer: the authorizer's, or the empty one.
+func cmpAuthorizer(a any) any {
+	if a == nil {
+		return authorizerV1{}
+	}
+	return a
 }
 
 // authorizerV1 is what a route without an authorizer carries in payload format 1.0.
@@ -261,6 +269,7 @@ func eventV1(req *http.Request, body []byte, info RequestInfo) *eventV1JSON {
 			ExtendedRequestID: info.RequestID,
 			HTTPMethod:        req.Method,
 			Identity:          identityV1{SourceIP: info.SourceIP, UserAgent: req.UserAgent()},
+			Authorizer:        cmpAuthorizer(info.Authorizer),
 			Path:              path,
 			Protocol:          "HTTP/1.1",
 			RequestID:         info.RequestID,
