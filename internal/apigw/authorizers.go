@@ -3,6 +3,7 @@ package apigw
 import (
 	"context"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/nubis/nubis/internal/awsproto"
@@ -35,6 +36,11 @@ const (
 // identitySourceRE is one identity source of a REQUEST authorizer.
 var identitySourceRE = regexp.MustCompile(`^\$(request\.header|request\.querystring|context|stageVariables)\.[A-Za-z0-9._-]+$`)
 
+// ContextVariables are the $context variables an identity source may name: those the data plane
+// knows.
+var ContextVariables = []string{"accountId", "apiId", "domainName", "domainPrefix", "httpMethod", "identity.sourceIp",
+	"identity.userAgent", "path", "protocol", "requestId", "routeKey", "stage"}
+
 func authorizerNotFound(account, id string) error {
 	return notFound("Invalid Authorizer identifier specified %s:%s", account, id)
 }
@@ -54,9 +60,6 @@ type authorizerInput struct {
 
 // applyAuthorizer sets what in gives on a and checks the result.
 func (s *Service) applyAuthorizer(in authorizerInput, a *authorizer) error {
-	if in.IdentityValidationExpression != nil {
-		return badRequest("IdentityValidationExpression is not supported for HTTP APIs.")
-	}
 	setString(&a.AuthorizerType, in.AuthorizerType)
 	switch a.AuthorizerType {
 	case "REQUEST":
@@ -73,7 +76,7 @@ func (s *Service) applyAuthorizer(in authorizerInput, a *authorizer) error {
 	if a.AuthorizerURI == "" {
 		return badRequest("AuthorizerUri is required for a REQUEST authorizer.")
 	}
-	if _, err := s.parseIntegrationURI(a.AuthorizerURI); err != nil {
+	if _, err := s.parseIntegrationURI(a.AuthorizerURI); err != nil || !invocationARN.MatchString(a.AuthorizerURI) {
 		return badRequest("Invalid authorizer URI specified: %s. Give the function's invocation ARN "+
 			"(arn:aws:apigateway:<region>:lambda:path/2015-03-31/functions/<function ARN>/invocations).", a.AuthorizerURI)
 	}
@@ -98,6 +101,9 @@ func (s *Service) applyAuthorizer(in authorizerInput, a *authorizer) error {
 		if !identitySourceRE.MatchString(src) {
 			return badRequest("Invalid identity source specified: %s. Identity sources are $request.header.<name>, "+
 				"$request.querystring.<name>, $context.<name> or $stageVariables.<name>.", src)
+		}
+		if v, ok := strings.CutPrefix(src, "$context."); ok && !slices.Contains(ContextVariables, v) {
+			return badRequest("Invalid identity source specified: %s. The context variables nubis knows are %s.", src, strings.Join(ContextVariables, ", "))
 		}
 	}
 	if in.AuthorizerResultTTLInSeconds != nil {
@@ -136,7 +142,10 @@ func (s *Service) createAuthorizer(ctx context.Context, r *awsproto.Request) (in
 		var err error
 		a.AuthorizerID, err = createWithID(tx, authorizerIDLen, func(id string) string { return s.childKey(acct, kindAuthorizer, apiID, id) },
 			func(id string) any { b := a; b.AuthorizerID = id; return b })
-		return err
+		if err != nil {
+			return err
+		}
+		return s.autoDeploy(tx, acct, apiID)
 	})
 	if err != nil {
 		return 0, nil, err
@@ -205,7 +214,10 @@ func (s *Service) deleteAuthorizer(ctx context.Context, r *awsproto.Request) (in
 		if len(users) > 0 {
 			return conflict("Unable to delete authorizer %s: route(s) %s use it. Change or delete those routes first.", id, strings.Join(users, ", "))
 		}
-		return tx.Delete(s.childKey(acct, kindAuthorizer, apiID, id))
+		if err := tx.Delete(s.childKey(acct, kindAuthorizer, apiID, id)); err != nil {
+			return err
+		}
+		return s.autoDeploy(tx, acct, apiID)
 	})
 	if err != nil {
 		return 0, nil, err

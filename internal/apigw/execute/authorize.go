@@ -57,6 +57,8 @@ func identityValues(a apigw.Authorizer, r *http.Request, info httpapi.RequestInf
 	for _, src := range a.IdentitySource {
 		var v string
 		switch {
+		case strings.EqualFold(src, "$request.header.host"):
+			v = r.Host // Go keeps it out of r.Header
 		case strings.HasPrefix(src, "$request.header."):
 			v = strings.Join(r.Header.Values(strings.TrimPrefix(src, "$request.header.")), ",")
 		case strings.HasPrefix(src, "$request.querystring."):
@@ -64,9 +66,7 @@ func identityValues(a apigw.Authorizer, r *http.Request, info httpapi.RequestInf
 		case strings.HasPrefix(src, "$stageVariables."):
 			v = info.StageVariables[strings.TrimPrefix(src, "$stageVariables.")]
 		case strings.HasPrefix(src, "$context."):
-			v = map[string]string{"requestId": info.RequestID, "stage": info.Stage, "routeKey": info.RouteKey,
-				"apiId": info.APIID, "domainName": info.DomainName, "accountId": info.AccountID,
-				"identity.sourceIp": info.SourceIP}[strings.TrimPrefix(src, "$context.")]
+			v = contextVariable(strings.TrimPrefix(src, "$context."), r, info)
 		}
 		if v == "" {
 			return nil, false
@@ -79,7 +79,7 @@ func identityValues(a apigw.Authorizer, r *http.Request, info httpapi.RequestInf
 // authorize asks the route's authorizer about a request. It returns what the integration's event
 // (payload format version) carries as requestContext.authorizer, or the response to send instead
 // (deny != nil).
-func (h *Handler) authorize(ctx context.Context, r *http.Request, snap *apigw.Snapshot, stage *apigw.Stage, route apigw.Route,
+func (h *Handler) authorize(ctx context.Context, r *http.Request, body []byte, snap *apigw.Snapshot, stage *apigw.Stage, route apigw.Route,
 	info httpapi.RequestInfo, routeArn, version string) (authorizer any, deny *httpapi.Response) {
 	fail := func(status int, msg string) (any, *httpapi.Response) {
 		resp := httpapi.Message(status, msg)
@@ -98,34 +98,52 @@ func (h *Handler) authorize(ctx context.Context, r *http.Request, snap *apigw.Sn
 	if !ok {
 		return fail(http.StatusUnauthorized, "Unauthorized")
 	}
-	key := snap.API.ID + "\x00" + a.ID + "\x00" + strings.Join(ids, "\x00")
+	// Cached per API, stage, deployment (a new one forgets all), authorizer and identity.
+	idJSON, _ := json.Marshal(ids)
+	key := strings.Join([]string{snap.API.ID, stage.Name, stage.Deployment.ID, a.ID, string(idJSON)}, "\x00")
 	answer, cached := []byte(nil), false
 	if a.TTLSeconds > 0 {
 		answer, cached = h.auth.get(key)
 	}
 	if !cached {
-		event, err := authorizerEvent(*a, r, info, ids, routeArn)
+		event, err := authorizerEvent(*a, r, body, info, ids, routeArn)
 		if err != nil {
 			return fail(http.StatusInternalServerError, "Internal Server Error")
 		}
 		sourceArn := "arn:aws:execute-api:" + h.cfg.Region + ":" + h.cfg.Account + ":" + snap.API.ID + "/authorizers/" + a.ID
-		payload, failed, err := h.cfg.Functions.InvokeAs(context.WithoutCancel(ctx), h.cfg.Account, a.FunctionARN,
-			"apigateway.amazonaws.com", sourceArn, event)
-		if err != nil || failed {
-			if err != nil {
-				h.cfg.Log.Warn("execute-api authorizer failed", "authorizer", a.ID, "function", a.FunctionARN, "err", err)
+		type result struct {
+			payload []byte
+			failed  bool
+			err     error
+		}
+		done := make(chan result, 1)
+		go func() {
+			p, failed, err := h.cfg.Functions.InvokeAs(context.WithoutCancel(ctx), h.cfg.Account, a.FunctionARN,
+				"apigateway.amazonaws.com", sourceArn, event)
+			done <- result{p, failed, err}
+		}()
+		var res result
+		select {
+		case res = <-done:
+		case <-time.After(authorizerTimeout):
+			h.cfg.Log.Warn("execute-api authorizer timed out", "authorizer", a.ID, "function", a.FunctionARN)
+			return fail(http.StatusInternalServerError, "Internal Server Error")
+		}
+		if res.err != nil || res.failed {
+			if res.err != nil {
+				h.cfg.Log.Warn("execute-api authorizer failed", "authorizer", a.ID, "function", a.FunctionARN, "err", res.err)
 			}
 			return fail(http.StatusInternalServerError, "Internal Server Error")
 		}
-		answer = payload
-		if a.TTLSeconds > 0 {
-			h.auth.put(key, answer, time.Duration(a.TTLSeconds)*time.Second)
-		}
+		answer = res.payload
 	}
 	allowed, authCtx, principal, err := evaluate(*a, answer, routeArn)
 	if err != nil {
 		h.cfg.Log.Warn("execute-api authorizer answered what API Gateway cannot read", "authorizer", a.ID, "err", err)
 		return fail(http.StatusInternalServerError, "Internal Server Error")
+	}
+	if !cached && a.TTLSeconds > 0 {
+		h.auth.put(key, answer, time.Duration(a.TTLSeconds)*time.Second) // only answers that could be read
 	}
 	if !allowed {
 		return fail(http.StatusForbidden, "Forbidden")
@@ -154,8 +172,8 @@ func authorizerForEvent(version string, authCtx map[string]any, principal string
 
 // authorizerEvent is the REQUEST event the authorizer gets: the request's event without its body,
 // with the type, the route's ARN and the identity.
-func authorizerEvent(a apigw.Authorizer, r *http.Request, info httpapi.RequestInfo, ids []string, routeArn string) ([]byte, error) {
-	raw, err := httpapi.Event(a.PayloadFormatVersion, r, nil, info)
+func authorizerEvent(a apigw.Authorizer, r *http.Request, body []byte, info httpapi.RequestInfo, ids []string, routeArn string) ([]byte, error) {
+	raw, err := httpapi.Event(a.PayloadFormatVersion, r, body, info)
 	if err != nil {
 		return nil, err
 	}
@@ -169,6 +187,10 @@ func authorizerEvent(a apigw.Authorizer, r *http.Request, info httpapi.RequestIn
 	if a.PayloadFormatVersion == httpapi.Version1 {
 		ev["methodArn"] = routeArn
 		ev["identitySource"] = strings.Join(ids, ",")
+		ev["authorizationToken"] = strings.Join(ids, ",")
+		if rc, ok := ev["requestContext"].(map[string]any); ok {
+			delete(rc, "authorizer")
+		}
 	} else {
 		ev["routeArn"] = routeArn
 		ev["identitySource"] = ids
@@ -179,44 +201,114 @@ func authorizerEvent(a apigw.Authorizer, r *http.Request, info httpapi.RequestIn
 // evaluate reads an authorizer's answer: a simple response, or an IAM policy that must allow
 // execute-api:Invoke on routeArn (a Deny wins).
 func evaluate(a apigw.Authorizer, answer []byte, routeArn string) (allowed bool, authCtx map[string]any, principal string, err error) {
-	if a.SimpleResponses {
-		var simple struct {
-			IsAuthorized *bool          `json:"isAuthorized"`
-			Context      map[string]any `json:"context"`
-		}
-		if err := json.Unmarshal(answer, &simple); err != nil || simple.IsAuthorized == nil {
-			return false, nil, "", errInvalidAnswer
-		}
-		return *simple.IsAuthorized, simple.Context, "", nil
-	}
-	var policy struct {
-		PrincipalID    string `json:"principalId"`
-		PolicyDocument *struct {
-			Statement stringOrList[statement] `json:"Statement"`
-		} `json:"policyDocument"`
-		Context map[string]any `json:"context"`
-	}
-	if err := json.Unmarshal(answer, &policy); err != nil || policy.PolicyDocument == nil {
+	// Member names are matched exactly, as AWS reads them (Go's decoder would ignore case).
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(answer, &top); err != nil {
 		return false, nil, "", errInvalidAnswer
 	}
-	for _, st := range policy.PolicyDocument.Statement {
+	if raw, ok := top["context"]; ok && json.Unmarshal(raw, &authCtx) != nil {
+		return false, nil, "", errInvalidAnswer
+	}
+	if a.SimpleResponses {
+		var yes bool
+		raw, ok := top["isAuthorized"]
+		if !ok || json.Unmarshal(raw, &yes) != nil {
+			return false, nil, "", errInvalidAnswer
+		}
+		return yes, authCtx, "", nil
+	}
+	if raw, ok := top["principalId"]; ok {
+		json.Unmarshal(raw, &principal)
+	}
+	var doc map[string]json.RawMessage
+	if raw, ok := top["policyDocument"]; !ok || json.Unmarshal(raw, &doc) != nil {
+		return false, nil, "", errInvalidAnswer
+	}
+	var statements stringOrList[map[string]json.RawMessage]
+	if raw, ok := doc["Statement"]; !ok || json.Unmarshal(raw, &statements) != nil {
+		return false, nil, "", errInvalidAnswer
+	}
+	for _, m := range statements {
+		st, err := parseStatement(m)
+		if err != nil {
+			return false, nil, "", err
+		}
 		if !st.matches(routeArn) {
 			continue
 		}
 		switch st.Effect {
 		case "Deny":
-			return false, nil, policy.PrincipalID, nil
+			return false, nil, principal, nil
 		case "Allow":
 			allowed = true
 		}
 	}
-	return allowed, policy.Context, policy.PrincipalID, nil
+	return allowed, authCtx, principal, nil
+}
+
+// parseStatement reads one policy statement; NotAction, NotResource and Condition are refused
+// rather than ignored (ignoring them could allow what they deny).
+func parseStatement(m map[string]json.RawMessage) (statement, error) {
+	var st statement
+	for k, raw := range m {
+		var err error
+		switch k {
+		case "Effect":
+			err = json.Unmarshal(raw, &st.Effect)
+		case "Action":
+			err = json.Unmarshal(raw, &st.Action)
+		case "Resource":
+			err = json.Unmarshal(raw, &st.Resource)
+		case "Sid":
+		default:
+			return st, errorString("the authorizer's policy has " + k + ", which nubis does not evaluate")
+		}
+		if err != nil {
+			return st, errInvalidAnswer
+		}
+	}
+	return st, nil
 }
 
 type statement struct {
-	Effect   string               `json:"Effect"`
-	Action   stringOrList[string] `json:"Action"`
-	Resource stringOrList[string] `json:"Resource"`
+	Effect   string
+	Action   stringOrList[string]
+	Resource stringOrList[string]
+}
+
+// authorizerTimeout bounds an authorizer's answer, as API Gateway does (10 s).
+const authorizerTimeout = 10 * time.Second
+
+// contextVariable is the value of a $context variable (one of apigw.ContextVariables).
+func contextVariable(name string, r *http.Request, info httpapi.RequestInfo) string {
+	switch name {
+	case "accountId":
+		return info.AccountID
+	case "apiId":
+		return info.APIID
+	case "domainName":
+		return info.DomainName
+	case "domainPrefix":
+		p, _, _ := strings.Cut(info.DomainName, ".")
+		return p
+	case "httpMethod":
+		return r.Method
+	case "identity.sourceIp":
+		return info.SourceIP
+	case "identity.userAgent":
+		return r.UserAgent()
+	case "path":
+		return r.URL.Path
+	case "protocol":
+		return "HTTP/1.1"
+	case "requestId":
+		return info.RequestID
+	case "routeKey":
+		return info.RouteKey
+	case "stage":
+		return info.Stage
+	}
+	return ""
 }
 
 func (st statement) matches(routeArn string) bool {

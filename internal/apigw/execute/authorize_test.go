@@ -25,6 +25,9 @@ func TestEvaluate(t *testing.T) {
 		{"allow another route", iam, `{"policyDocument": {"Statement": {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": "arn:aws:execute-api:us-east-1:123456789012:abc123/$default/POST/*"}}}`, false, false},
 		{"deny wins", iam, `{"policyDocument": {"Statement": [{"Action": "*", "Effect": "Allow", "Resource": "*"}, {"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": "` + arn + `"}]}}`, false, false},
 		{"no policy", iam, `{"principalId": "u"}`, false, true},
+		{"names are exact", simple, `{"IsAuthorized": true}`, false, true},
+		{"policy names are exact", iam, `{"policydocument": {"Statement": [{"Action": "*", "Effect": "Allow", "Resource": "*"}]}}`, false, true},
+		{"NotResource is not ignored", iam, `{"policyDocument": {"Statement": [{"Action": "*", "Effect": "Allow", "Resource": "*"}, {"Action": "*", "Effect": "Deny", "NotResource": "x"}]}}`, false, true},
 		{"not JSON", iam, `nope`, false, true},
 	} {
 		allowed, _, _, err := evaluate(tc.a, []byte(tc.answer), arn)

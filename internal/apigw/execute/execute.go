@@ -218,7 +218,7 @@ func (h *Handler) serveRoute(r *http.Request, body []byte, reqID string, snap *a
 		version = httpapi.Version2
 	}
 	if route.AuthorizationType == "CUSTOM" {
-		authz, deny := h.authorize(r.Context(), r, snap, stage, route, info, sourceArn, version)
+		authz, deny := h.authorize(r.Context(), r, body, snap, stage, route, info, sourceArn, version)
 		if deny != nil {
 			return *deny
 		}
