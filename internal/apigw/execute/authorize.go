@@ -111,21 +111,8 @@ func (h *Handler) authorize(ctx context.Context, r *http.Request, body []byte, s
 			return fail(http.StatusInternalServerError, "Internal Server Error")
 		}
 		sourceArn := "arn:aws:execute-api:" + h.cfg.Region + ":" + h.cfg.Account + ":" + snap.API.ID + "/authorizers/" + a.ID
-		type result struct {
-			payload []byte
-			failed  bool
-			err     error
-		}
-		done := make(chan result, 1)
-		go func() {
-			p, failed, err := h.cfg.Functions.InvokeAs(context.WithoutCancel(ctx), h.cfg.Account, a.FunctionARN,
-				"apigateway.amazonaws.com", sourceArn, event)
-			done <- result{p, failed, err}
-		}()
-		var res result
-		select {
-		case res = <-done:
-		case <-time.After(authorizerTimeout):
+		res, ok := h.invokeWithin(ctx, a.FunctionARN, sourceArn, event, authorizerTimeout)
+		if !ok {
 			h.cfg.Log.Warn("execute-api authorizer timed out", "authorizer", a.ID, "function", a.FunctionARN)
 			return fail(http.StatusInternalServerError, "Internal Server Error")
 		}

@@ -231,6 +231,30 @@ func (h *Handler) serveRoute(r *http.Request, body []byte, reqID string, snap *a
 	return h.invoke(r.Context(), integ, sourceArn, version, event)
 }
 
+// invocation is what a function invoked for API Gateway answered.
+type invocation struct {
+	payload []byte
+	failed  bool
+	err     error
+}
+
+// invokeWithin invokes a function as API Gateway, waiting at most timeout (ok is false after it:
+// the function itself runs to its own end, as on AWS).
+func (h *Handler) invokeWithin(ctx context.Context, functionARN, sourceArn string, event []byte, timeout time.Duration) (invocation, bool) {
+	done := make(chan invocation, 1)
+	go func() {
+		p, failed, err := h.cfg.Functions.InvokeAs(context.WithoutCancel(ctx), h.cfg.Account, functionARN,
+			"apigateway.amazonaws.com", sourceArn, event)
+		done <- invocation{p, failed, err}
+	}()
+	select {
+	case res := <-done:
+		return res, true
+	case <-time.After(timeout):
+		return invocation{}, false
+	}
+}
+
 // invoke runs the integration's function, waiting at most its timeout (503 after it: the
 // function itself runs to its own end, as on AWS).
 func (h *Handler) invoke(ctx context.Context, integ *apigw.Integration, sourceArn, version string, event []byte) httpapi.Response {
@@ -238,21 +262,8 @@ func (h *Handler) invoke(ctx context.Context, integ *apigw.Integration, sourceAr
 	if timeout <= 0 || timeout > 30*time.Second {
 		timeout = 30 * time.Second
 	}
-	type result struct {
-		payload []byte
-		failed  bool
-		err     error
-	}
-	done := make(chan result, 1)
-	go func() {
-		p, failed, err := h.cfg.Functions.InvokeAs(context.WithoutCancel(ctx), h.cfg.Account, integ.FunctionARN,
-			"apigateway.amazonaws.com", sourceArn, event)
-		done <- result{p, failed, err}
-	}()
-	var res result
-	select {
-	case res = <-done:
-	case <-time.After(timeout):
+	res, ok := h.invokeWithin(ctx, integ.FunctionARN, sourceArn, event, timeout)
+	if !ok {
 		return httpapi.Message(http.StatusServiceUnavailable, "Service Unavailable")
 	}
 	var apiErr *awsproto.Error
