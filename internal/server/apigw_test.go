@@ -596,10 +596,10 @@ func TestApigwBadInput(t *testing.T) {
 			_, err := c.CreateRoute(ctx, &apigatewayv2.CreateRouteInput{ApiId: pid, RouteKey: aws.String("GET /x"), AuthorizationType: types.AuthorizationTypeJwt})
 			return err
 		}, bad, "not supported by nubis yet"},
-		{"route CUSTOM on update", func() error {
+		{"route CUSTOM without an authorizer on update", func() error {
 			_, err := c.UpdateRoute(ctx, &apigatewayv2.UpdateRouteInput{ApiId: pid, RouteId: rt.RouteId, AuthorizationType: types.AuthorizationTypeCustom})
 			return err
-		}, bad, "not supported by nubis yet"},
+		}, bad, "needs an AuthorizerId"},
 		{"route of a missing API", func() error {
 			_, err := c.CreateRoute(ctx, &apigatewayv2.CreateRouteInput{ApiId: aws.String("abcdefghij"), RouteKey: aws.String("GET /x")})
 			return err
