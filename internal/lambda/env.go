@@ -90,7 +90,7 @@ func (s *Service) startEnvironment(ctx context.Context, account string, v versio
 		}
 	}()
 	stream := fmt.Sprintf("%s/[%s]%s", env.created.UTC().Format("2006/01/02"), c.Version, randomHex(16))
-	if env.logs, err = s.openLogStream(account, c.FunctionName, stream); err != nil {
+	if env.logs, err = s.openLogStream(account, c, stream); err != nil {
 		return nil, err
 	}
 	undo = append(undo, func() { env.logs.Close() })
@@ -119,7 +119,7 @@ func (s *Service) startEnvironment(ctx context.Context, account string, v versio
 		"LAMBDA_RUNTIME_DIR=/var/runtime", "AWS_LAMBDA_FUNCTION_NAME=" + c.FunctionName,
 		fmt.Sprintf("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%d", c.MemorySize), "AWS_LAMBDA_FUNCTION_VERSION=" + c.Version,
 		"AWS_REGION=" + s.cfg.Region, "AWS_DEFAULT_REGION=" + s.cfg.Region,
-		"AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/" + c.FunctionName, "AWS_LAMBDA_LOG_STREAM_NAME=" + stream,
+		"AWS_LAMBDA_LOG_GROUP_NAME=" + logGroupOf(c), "AWS_LAMBDA_LOG_STREAM_NAME=" + stream,
 		"AWS_EXECUTION_ENV=AWS_Lambda_" + c.Runtime, "AWS_LAMBDA_INITIALIZATION_TYPE=on-demand",
 		"TZ=:UTC", "LANG=C.UTF-8", "PATH=/usr/local/bin:/usr/bin:/bin:/opt/bin", "HOME=/tmp",
 		// Where layers put libraries, as Lambda's runtimes look for them.

@@ -160,6 +160,7 @@ type createFunctionInput struct {
 	Layers            []string
 	VpcConfig         *struct{ SubnetIds, SecurityGroupIds []string }
 	FileSystemConfigs []any
+	LoggingConfig     *loggingConfigInput
 }
 
 func (s *Service) createFunction(ctx context.Context, r *awsproto.Request) (int, any, error) {
@@ -224,6 +225,9 @@ func (s *Service) createFunction(ctx context.Context, r *awsproto.Request) (int,
 	cfg.State, cfg.StateReason, cfg.StateReasonCode = StatePending, "The function is being created.", "Creating"
 	cfg.RevisionID = newRevision()
 	fillDefaults(&cfg)
+	if err := applyLogging(&cfg, in.LoggingConfig); err != nil {
+		return 0, nil, err
+	}
 	latest := version{Config: cfg, CodeHex: info.Hex, CodeUnzipped: info.Unzipped}
 	out := cfg
 	err = s.store.Update(ctx, func(tx store.Tx) error {

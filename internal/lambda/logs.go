@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 
@@ -14,16 +15,61 @@ import (
 // Function logs go to CloudWatch Logs (internal/logs) as on AWS: a log group /aws/lambda/<name>
 // per function, created with its first environment, and a log stream per execution environment.
 
-// logGroup is the log group of a function's logs.
+// logGroup is the default log group of a function's logs.
 func logGroup(function string) string { return "/aws/lambda/" + function }
+
+// logGroupOf is the log group a version logs to: its LoggingConfig's, else the default.
+func logGroupOf(c FunctionConfiguration) string {
+	if g := c.LoggingConfig["LogGroup"]; g != "" {
+		return g
+	}
+	return logGroup(c.FunctionName)
+}
+
+// loggingConfigInput is a create's or update's LoggingConfig.
+type loggingConfigInput struct {
+	LogFormat           *string
+	ApplicationLogLevel *string
+	SystemLogLevel      *string
+	LogGroup            *string
+}
+
+var logGroupNameRE = regexp.MustCompile(`^[.\-_/#A-Za-z0-9]{1,512}$`)
+
+// applyLogging sets a LoggingConfig on c: another log group, and the text format (nubis writes
+// function logs as text; JSON and log levels are not there yet).
+func applyLogging(c *FunctionConfiguration, in *loggingConfigInput) error {
+	if in == nil {
+		return nil
+	}
+	if in.LogFormat != nil {
+		switch *in.LogFormat {
+		case "Text":
+		case "JSON":
+			return invalidParam("nubis writes function logs as text; LogFormat JSON is not supported yet.")
+		default:
+			return validation(*in.LogFormat, "loggingConfig.logFormat", "Member must satisfy enum value set: [JSON, Text]")
+		}
+	}
+	if in.ApplicationLogLevel != nil || in.SystemLogLevel != nil {
+		return invalidParam("ApplicationLogLevel and SystemLogLevel require LogFormat JSON, which nubis does not support yet.")
+	}
+	if in.LogGroup != nil {
+		if !logGroupNameRE.MatchString(*in.LogGroup) {
+			return validation(*in.LogGroup, "loggingConfig.logGroup", `Member must satisfy regular expression pattern: [\.\-_/#A-Za-z0-9]+`)
+		}
+		c.LoggingConfig = map[string]string{"LogFormat": "Text", "LogGroup": *in.LogGroup}
+	}
+	return nil
+}
 
 // logStream is one environment's log stream.
 type logStream struct {
 	w *logs.Writer
 }
 
-func (s *Service) openLogStream(account, function, stream string) (*logStream, error) {
-	w, err := s.cfg.Logs.OpenWriter(account, s.cfg.Region, logGroup(function), stream)
+func (s *Service) openLogStream(account string, c FunctionConfiguration, stream string) (*logStream, error) {
+	w, err := s.cfg.Logs.OpenWriter(account, s.cfg.Region, logGroupOf(c), stream)
 	if err != nil {
 		return nil, err
 	}

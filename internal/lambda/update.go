@@ -127,6 +127,7 @@ type updateConfigInput struct {
 	EphemeralStorage *EphemeralStorage
 	Layers           []string
 	VpcConfig        *struct{ SubnetIds, SecurityGroupIds []string }
+	LoggingConfig    *loggingConfigInput
 }
 
 func (s *Service) updateFunctionConfiguration(ctx context.Context, r *awsproto.Request) (int, any, error) {
@@ -176,6 +177,9 @@ func (s *Service) updateFunctionConfiguration(ctx context.Context, r *awsproto.R
 		}
 		if in.EphemeralStorage != nil {
 			c.EphemeralStorage = *in.EphemeralStorage
+		}
+		if err := applyLogging(c, in.LoggingConfig); err != nil {
+			return err
 		}
 		if err := validateConfig(*c, nil); err != nil {
 			return err

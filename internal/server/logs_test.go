@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	ltypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/nubis/nubis/internal/server/servertest"
 )
@@ -403,4 +405,29 @@ func TestLogsMigration(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dataDir, "lambda", "logs")); !os.IsNotExist(err) {
 		t.Fatalf("the old log directory is still there: %v", err)
 	}
+}
+
+// TestFunctionLogGroup: a function's LoggingConfig.LogGroup is where its logs go; JSON logs are
+// refused with a clear error.
+func TestFunctionLogGroup(t *testing.T) {
+	needSandboxes(t)
+	ctx := context.Background()
+	s := servertest.Start(t, "")
+	c := lambda.NewFromConfig(s.Config(t, nil))
+	createMean(t, c, "grouped", func(in *lambda.CreateFunctionInput) {
+		in.LoggingConfig = &ltypes.LoggingConfig{LogGroup: aws.String("/team/shared")}
+	})
+	invoke(t, c, "grouped", `{"nums": [1, 2]}`)
+	cw := cloudwatchlogs.NewFromConfig(s.Config(t, nil))
+	out, err := cw.FilterLogEvents(ctx, &cloudwatchlogs.FilterLogEventsInput{LogGroupName: aws.String("/team/shared"), FilterPattern: aws.String("REPORT")})
+	if err != nil || len(out.Events) != 1 {
+		t.Fatalf("the custom group: %+v %v", out, err)
+	}
+	cfg, err := c.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String("grouped")})
+	if err != nil || aws.ToString(cfg.LoggingConfig.LogGroup) != "/team/shared" {
+		t.Fatalf("LoggingConfig: %+v %v", cfg.LoggingConfig, err)
+	}
+	_, err = c.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String("grouped"),
+		LoggingConfig: &ltypes.LoggingConfig{LogFormat: ltypes.LogFormatJson}})
+	wantAPIError(t, err, "InvalidParameterValueException", 400)
 }
