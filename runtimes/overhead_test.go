@@ -194,6 +194,10 @@ func TestConnections(t *testing.T) {
 		t.Run("connections dropped", func(t *testing.T) {
 			api := newRuntimeAPI(t)
 			start(t, api, argv, code, handler)
+			// Count from the runtime's first request: counted before it, the first drop's second
+			// wait could be met by the dropped request itself, still waiting, which would then
+			// take the next invocation and lose it.
+			api.waitNext(t, 0)
 			for i := range 3 {
 				p := fmt.Sprintf(`{"i":%d}`, i)
 				calls := api.calls.Load()
