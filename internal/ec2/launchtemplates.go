@@ -135,6 +135,10 @@ func checkLTData(d *runInstancesInput) error {
 	if len(d.UserData) > maxUserData {
 		return clientError("InvalidParameterValue", "User data is limited to %d bytes", maxUserData)
 	}
+	if d.IamInstanceProfile != nil {
+		return invalidValue("iamInstanceProfile.name", d.IamInstanceProfile.Name+d.IamInstanceProfile.Arn,
+			"Invalid IAM Instance Profile (nubis has no IAM instance profiles yet).")
+	}
 	switch d.ShutdownBehavior {
 	case "", "stop", "terminate":
 	default:
