@@ -30,6 +30,24 @@ func New(store *Store, log *slog.Logger) *Service {
 	return &Service{store: store, log: log, now: time.Now}
 }
 
+// Run lets expired log data go, hourly, until ctx ends.
+func (s *Service) Run(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := s.store.Prune(s.now()); err != nil {
+			s.log.Warn("pruning expired log streams", "err", err)
+		} else if n > 0 {
+			s.log.Info("deleted expired log streams", "streams", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // API returns the JSON 1.1 service for the server to route to.
 func (s *Service) API() awsproto.Service {
 	h := func(f func(context.Context, *awsproto.Request) (any, error)) awsproto.JSONHandler { return f }
@@ -197,10 +215,11 @@ func fromNameToken(tok string) (string, error) {
 
 func (s *Service) describeLogGroups(_ context.Context, r *awsproto.Request) (any, error) {
 	var in struct {
-		LogGroupNamePrefix  string `json:"logGroupNamePrefix"`
-		LogGroupNamePattern string `json:"logGroupNamePattern"`
-		NextToken           string `json:"nextToken"`
-		Limit               *int   `json:"limit"`
+		LogGroupNamePrefix  string   `json:"logGroupNamePrefix"`
+		LogGroupNamePattern string   `json:"logGroupNamePattern"`
+		LogGroupIdentifiers []string `json:"logGroupIdentifiers"`
+		NextToken           string   `json:"nextToken"`
+		Limit               *int     `json:"limit"`
 	}
 	if err := awsproto.DecodeJSON(r.Body, &in); err != nil {
 		return nil, err
@@ -211,6 +230,20 @@ func (s *Service) describeLogGroups(_ context.Context, r *awsproto.Request) (any
 	}
 	if in.LogGroupNamePrefix != "" && in.LogGroupNamePattern != "" {
 		return nil, invalid("LogGroup name prefix and LogGroup name pattern are mutually exclusive parameters.")
+	}
+	if len(in.LogGroupIdentifiers) > 0 && (in.LogGroupNamePrefix != "" || in.LogGroupNamePattern != "") {
+		return nil, invalid("logGroupIdentifiers cannot be combined with logGroupNamePrefix or logGroupNamePattern.")
+	}
+	if len(in.LogGroupIdentifiers) > 50 {
+		return nil, invalid("1 validation error detected: Value at 'logGroupIdentifiers' failed to satisfy constraint: Member must have length less than or equal to 50")
+	}
+	only := map[string]bool{}
+	for _, id := range in.LogGroupIdentifiers {
+		name, err := groupFrom(r, "", id)
+		if err != nil {
+			return nil, err
+		}
+		only[name] = true
 	}
 	after := ""
 	if in.NextToken != "" {
@@ -229,7 +262,7 @@ func (s *Service) describeLogGroups(_ context.Context, r *awsproto.Request) (any
 	pattern := strings.ToLower(in.LogGroupNamePattern)
 	for _, g := range groups {
 		if !strings.HasPrefix(g.Name, in.LogGroupNamePrefix) || !strings.Contains(strings.ToLower(g.Name), pattern) ||
-			(after != "" && g.Name <= after) {
+			(after != "" && g.Name <= after) || (len(only) > 0 && !only[g.Name]) {
 			continue
 		}
 		if len(out.LogGroups) == limit {

@@ -1,11 +1,13 @@
 package logs
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPattern(t *testing.T) {
@@ -139,5 +141,34 @@ func TestNames(t *testing.T) {
 	streams, err := s.Streams("1", "r", long)
 	if err != nil || len(streams) != 4 || !slices.ContainsFunc(streams, func(st Stream) bool { return st.Name == long }) {
 		t.Fatalf("streams of the long group: %+v %v", streams, err)
+	}
+}
+
+// TestPrune: streams whose newest event is past their group's retention go; others stay.
+func TestPrune(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	now := time.Now()
+	for _, g := range []Group{{Name: "/kept-forever"}, {Name: "/week", RetentionDays: 7}} {
+		if err := s.CreateGroup("1", "r", g); err != nil {
+			t.Fatal(err)
+		}
+		for name, age := range map[string]time.Duration{"old": 10 * 24 * time.Hour, "new": time.Hour} {
+			if err := s.CreateStream("1", "r", g.Name, name); err != nil {
+				t.Fatal(err)
+			}
+			f, _ := os.OpenFile(s.streamPath("1", "r", g.Name, name), os.O_WRONLY|os.O_APPEND, 0)
+			ts := now.Add(-age).UnixMilli()
+			fmt.Fprintf(f, `{"timestamp":%d,"ingestionTime":%d,"message":"m"}`+"\n", ts, ts)
+			f.Close()
+		}
+	}
+	n, err := s.Prune(now)
+	if err != nil || n != 1 {
+		t.Fatalf("pruned %d, %v; want 1", n, err)
+	}
+	for g, want := range map[string]int{"/kept-forever": 2, "/week": 1} {
+		if st, _ := s.Streams("1", "r", g); len(st) != want {
+			t.Errorf("%s: %d streams left, want %d", g, len(st), want)
+		}
 	}
 }

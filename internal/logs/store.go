@@ -579,3 +579,47 @@ func (w *Writer) Write(msg []byte) {
 
 // Close closes the stream.
 func (w *Writer) Close() error { return w.f.Close() }
+
+// Prune deletes, in every group of every account and region that has a retention, the streams
+// whose newest event is older than the retention (as CloudWatch Logs lets expired data go), and
+// returns how many it deleted. Streams with newer events keep their older ones (reads hide them).
+func (s *Store) Prune(now time.Time) (int, error) {
+	accounts, err := os.ReadDir(s.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	deleted := 0
+	for _, acct := range accounts {
+		if !acct.IsDir() || strings.HasPrefix(acct.Name(), ".") {
+			continue
+		}
+		regions, _ := os.ReadDir(filepath.Join(s.Dir, acct.Name()))
+		for _, region := range regions {
+			groups, err := s.Groups(acct.Name(), region.Name())
+			if err != nil {
+				return deleted, err
+			}
+			for _, g := range groups {
+				if g.RetentionDays <= 0 {
+					continue
+				}
+				cutoff := now.Add(-time.Duration(g.RetentionDays) * 24 * time.Hour).UnixMilli()
+				streams, err := s.Streams(acct.Name(), region.Name(), g.Name)
+				if err != nil {
+					continue // deleted meanwhile
+				}
+				for _, st := range streams {
+					if st.LastEvent > 0 && st.LastEvent < cutoff && st.LastIngestion < cutoff {
+						if s.DeleteStream(acct.Name(), region.Name(), g.Name, st.Name) == nil {
+							deleted++
+						}
+					}
+				}
+			}
+		}
+	}
+	return deleted, nil
+}

@@ -107,6 +107,7 @@ type Server struct {
 	// lambdaURLs serves function URLs.
 	lambdaURLs *lambdaurl.Handler
 	logs       *logs.Store
+	logsSvc    *logs.Service
 	listener   net.Listener
 	http       *http.Server
 }
@@ -166,6 +167,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	undo = append(undo, func() { s.listener.Close() })
 	s.logs = &logs.Store{Dir: filepath.Join(cfg.DataDir, "logs")}
+	s.logsSvc = logs.New(s.logs, cfg.Log.With("component", "logs"))
 	lcfg := lambda.Config{Store: s.store, DataDir: cfg.DataDir, Region: cfg.Region, Logs: s.logs, FunctionURL: s.functionURL,
 		Presign: s.presign, Log: cfg.Log.With("component", "lambda"), KeepWarm: cfg.KeepWarm,
 		AccountConcurrency: cfg.LambdaConcurrency, EventRetryDelays: cfg.EventRetryDelays}
@@ -214,7 +216,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.ec2.InstanceConnectAPI(cfg.Log.With("component", "ec2-instance-connect")),
 		s.lambda.API(),
 		apis.API(),
-		logs.New(s.logs, cfg.Log.With("component", "logs")).API(),
+		s.logsSvc.API(),
 	} {
 		s.services[svc.SigningName()] = svc
 	}
@@ -262,6 +264,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.listener) }()
+	janitor, stopJanitor := context.WithCancel(context.Background())
+	defer stopJanitor()
+	go s.logsSvc.Run(janitor) // expired log data goes
 	s.log.Info("nubis is serving", "endpoint", info.Endpoint, "region", s.cfg.Region,
 		"account", s.ident.Account().ID, "data_dir", s.cfg.DataDir)
 	var serveErr error
