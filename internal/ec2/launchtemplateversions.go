@@ -40,45 +40,73 @@ func (s *Service) describeLaunchTemplateVersions(ctx context.Context, r *awsprot
 	if in.MaxResults != 0 && (in.MaxResults < 1 || in.MaxResults > 200) {
 		return nil, invalidValue("MaxResults", itoa(in.MaxResults), "It must be between 1 and 200.")
 	}
-	var lt launchTemplate
-	var versions []ltVersion
+	// Without a template, the $Latest or $Default versions of every template, as EC2 lists them.
+	across := in.ID == "" && in.Name == ""
+	if across && (len(in.Versions) == 0 || slices.ContainsFunc(in.Versions, func(v string) bool { return v != "$Latest" && v != "$Default" })) {
+		return nil, clientError("MissingParameter", "The request must contain the parameter LaunchTemplateName or LaunchTemplateId, "+
+			"unless it asks only for the $Latest or $Default versions of all launch templates")
+	}
+	type ltv struct {
+		lt launchTemplate
+		v  ltVersion
+	}
+	var versions []ltv
 	err := s.store.View(ctx, func(tx store.Tx) error {
-		var err error
-		if lt, err = s.findLT(tx, r, in.ID, in.Name); err != nil {
-			return err
-		}
-		if len(in.Versions) > 0 {
-			for _, v := range in.Versions {
-				ver, err := s.getLTVersion(tx, r, lt, v)
-				if err != nil {
+		var lts []launchTemplate
+		if across {
+			kvs, err := tx.List(s.prefix(r)+"lt/", "", 0)
+			if err != nil {
+				return err
+			}
+			for _, kv := range kvs {
+				var lt launchTemplate
+				if err := json.Unmarshal(kv.Value, &lt); err != nil {
 					return err
 				}
-				versions = append(versions, ver)
+				lts = append(lts, lt)
 			}
-			return nil
-		}
-		lo, hi := 1, lt.LatestVersion
-		if in.MinVersion != "" {
-			if lo, err = ltVersionNumber(lt, in.MinVersion); err != nil {
+		} else {
+			lt, err := s.findLT(tx, r, in.ID, in.Name)
+			if err != nil {
 				return err
 			}
+			lts = []launchTemplate{lt}
 		}
-		if in.MaxVersion != "" {
-			if hi, err = ltVersionNumber(lt, in.MaxVersion); err != nil {
+		for _, lt := range lts {
+			if len(in.Versions) > 0 {
+				for _, v := range in.Versions {
+					ver, err := s.getLTVersion(tx, r, lt, v)
+					if err != nil {
+						return err
+					}
+					versions = append(versions, ltv{lt, ver})
+				}
+				continue
+			}
+			lo, hi := 1, lt.LatestVersion
+			var err error
+			if in.MinVersion != "" {
+				if lo, err = ltVersionNumber(lt, in.MinVersion); err != nil {
+					return err
+				}
+			}
+			if in.MaxVersion != "" {
+				if hi, err = ltVersionNumber(lt, in.MaxVersion); err != nil {
+					return err
+				}
+			}
+			kvs, err := tx.List(s.ltVersionsPrefix(r, lt.ID), "", 0)
+			if err != nil {
 				return err
 			}
-		}
-		kvs, err := tx.List(s.ltVersionsPrefix(r, lt.ID), "", 0)
-		if err != nil {
-			return err
-		}
-		for _, kv := range slices.Backward(kvs) { // newest first, as EC2 lists them
-			var v ltVersion
-			if err := json.Unmarshal(kv.Value, &v); err != nil {
-				return err
-			}
-			if v.Number >= lo && v.Number <= hi {
-				versions = append(versions, v)
+			for _, kv := range slices.Backward(kvs) { // newest first, as EC2 lists them
+				var v ltVersion
+				if err := json.Unmarshal(kv.Value, &v); err != nil {
+					return err
+				}
+				if v.Number >= lo && v.Number <= hi {
+					versions = append(versions, ltv{lt, v})
+				}
 			}
 		}
 		return nil
@@ -89,8 +117,9 @@ func (s *Service) describeLaunchTemplateVersions(ctx context.Context, r *awsprot
 	if in.DryRun {
 		return nil, errDryRun
 	}
-	var shown []ltVersion
-	for _, v := range versions {
+	var shown []ltv
+	for _, x := range versions {
+		v := x.v
 		if matchFilters(in.Filters, func(name string) []string {
 			switch name {
 			case "image-id":
@@ -98,7 +127,7 @@ func (s *Service) describeLaunchTemplateVersions(ctx context.Context, r *awsprot
 			case "instance-type":
 				return []string{v.Data.InstanceType}
 			case "is-default-version":
-				return []string{strconv.FormatBool(v.Number == lt.DefaultVersion)}
+				return []string{strconv.FormatBool(v.Number == x.lt.DefaultVersion)}
 			case "create-time":
 				return []string{timestamp(v.Created)}
 			case "ebs-optimized":
@@ -122,10 +151,10 @@ func (s *Service) describeLaunchTemplateVersions(ctx context.Context, r *awsprot
 			}
 			return nil
 		}) {
-			shown = append(shown, v)
+			shown = append(shown, x)
 		}
 	}
-	page, next, err := pageByID(shown, func(v ltVersion) string { return itoa(v.Number) }, in.MaxResults, in.NextToken)
+	page, next, err := pageByID(shown, func(x ltv) string { return x.lt.ID + ":" + itoa(x.v.Number) }, in.MaxResults, in.NextToken)
 	if err != nil {
 		return nil, err
 	}
@@ -133,8 +162,8 @@ func (s *Service) describeLaunchTemplateVersions(ctx context.Context, r *awsprot
 		Versions  awsproto.List[ltVersionXML] `xml:"launchTemplateVersionSet"`
 		NextToken string                      `xml:"nextToken,omitempty"`
 	}{Versions: awsproto.List[ltVersionXML]{}, NextToken: next}
-	for _, v := range page {
-		out.Versions = append(out.Versions, s.ltVersionToXML(r, lt, v))
+	for _, x := range page {
+		out.Versions = append(out.Versions, s.ltVersionToXML(r, x.lt, x.v))
 	}
 	return out, nil
 }

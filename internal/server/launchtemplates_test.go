@@ -67,6 +67,11 @@ func TestLaunchTemplates(t *testing.T) {
 		LaunchTemplateData: &types.RequestLaunchTemplateData{InstanceType: types.InstanceTypeR5Large}}); err != nil {
 		t.Fatal(err)
 	}
+	// The $Latest version of every template, when no template is named.
+	all, err := c.DescribeLaunchTemplateVersions(ctx, &ec2.DescribeLaunchTemplateVersionsInput{Versions: []string{"$Latest"}})
+	if err != nil || len(all.LaunchTemplateVersions) != 2 {
+		t.Fatalf("$Latest of every template: %+v %v", all, err)
+	}
 	d, err := c.DescribeLaunchTemplates(ctx, &ec2.DescribeLaunchTemplatesInput{Filters: []types.Filter{{Name: aws.String("tag:team"), Values: []string{"a"}}}})
 	if err != nil || len(d.LaunchTemplates) != 1 || aws.ToInt64(d.LaunchTemplates[0].LatestVersionNumber) != 2 {
 		t.Fatalf("describe by tag: %+v %v", d, err)
