@@ -21,7 +21,11 @@ func waitImage(t *testing.T, c *ec2.Client, id string) {
 	t.Helper()
 	w := ec2.NewImageAvailableWaiter(c, func(o *ec2.ImageAvailableWaiterOptions) { o.MinDelay, o.MaxDelay = 200*time.Millisecond, time.Second })
 	if err := w.Wait(context.Background(), &ec2.DescribeImagesInput{ImageIds: []string{id}}, 2*time.Minute); err != nil {
-		t.Fatalf("wait image available: %v", err)
+		reason := ""
+		if out, derr := c.DescribeImages(context.Background(), &ec2.DescribeImagesInput{ImageIds: []string{id}}); derr == nil && len(out.Images) == 1 && out.Images[0].StateReason != nil {
+			reason = aws.ToString(out.Images[0].StateReason.Message)
+		}
+		t.Fatalf("wait image available: %v (%s)", err, reason)
 	}
 }
 

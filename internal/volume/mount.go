@@ -108,6 +108,10 @@ func (s *Store) MountPoint(id string) (string, bool) {
 	return st.mounts[0].Point, true
 }
 
+// releaseWait bounds how long Mount waits for the kernel to let go of a volume's file system that
+// was unmounted a moment ago.
+const releaseWait = 5 * time.Second
+
 // Mount loop-mounts volume id's ext4 file system at target, an existing directory, with nodev
 // and nosuid. It is a plain mount(2) in the caller's (the host's) mount namespace, leaving
 // propagation as target's parent mount has it: mounted inside an instance's root, it reaches the
@@ -141,6 +145,18 @@ func (s *Store) Mount(ctx context.Context, id, target string) error {
 	}
 	if len(st.mounts) > 0 {
 		return fmt.Errorf("mount volume %s at %s: mounted at %s: %w", id, target, st.mounts[0].Point, errdefs.ErrConflict)
+	}
+	// A file system unmounted a moment ago (an instance just stopped) may still be on its way out
+	// in the kernel, holding its loop device: give it a few seconds.
+	for deadline := time.Now().Add(releaseWait); st.busy && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if st, err = s.state(id, true); err != nil {
+			return err
+		}
 	}
 	if st.busy {
 		return fmt.Errorf("mount volume %s at %s: still in use by a lazily unmounted file system: %w", id, target, errdefs.ErrConflict)
