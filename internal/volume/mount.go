@@ -108,9 +108,27 @@ func (s *Store) MountPoint(id string) (string, bool) {
 	return st.mounts[0].Point, true
 }
 
-// releaseWait bounds how long Mount waits for the kernel to let go of a volume's file system that
-// was unmounted a moment ago.
-const releaseWait = 5 * time.Second
+// releaseWait bounds how long an operation waits for the kernel to let go of a volume's file
+// system that was unmounted a moment ago.
+var releaseWait = 5 * time.Second
+
+// settle waits, up to releaseWait, while volume id is busy: a file system unmounted a moment ago
+// (an instance just stopped) may still be on its way out in the kernel, holding its loop device.
+// It returns the volume's state then, busy or not.
+func (s *Store) settle(ctx context.Context, id string, st volState) (volState, error) {
+	for deadline := time.Now().Add(releaseWait); st.busy && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		var err error
+		if st, err = s.state(id, true); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
 
 // Mount loop-mounts volume id's ext4 file system at target, an existing directory, with nodev
 // and nosuid. It is a plain mount(2) in the caller's (the host's) mount namespace, leaving
@@ -146,17 +164,8 @@ func (s *Store) Mount(ctx context.Context, id, target string) error {
 	if len(st.mounts) > 0 {
 		return fmt.Errorf("mount volume %s at %s: mounted at %s: %w", id, target, st.mounts[0].Point, errdefs.ErrConflict)
 	}
-	// A file system unmounted a moment ago (an instance just stopped) may still be on its way out
-	// in the kernel, holding its loop device: give it a few seconds.
-	for deadline := time.Now().Add(releaseWait); st.busy && time.Now().Before(deadline); {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if st, err = s.state(id, true); err != nil {
-			return err
-		}
+	if st, err = s.settle(ctx, id, st); err != nil {
+		return err
 	}
 	if st.busy {
 		return fmt.Errorf("mount volume %s at %s: still in use by a lazily unmounted file system: %w", id, target, errdefs.ErrConflict)

@@ -327,6 +327,9 @@ func (s *Store) Snapshot(ctx context.Context, volumeID, snapshotID string) error
 		return fmt.Errorf("snapshot %s: %w", snapshotID, err)
 	}
 	st, err := s.state(volumeID, true)
+	if err == nil {
+		st, err = s.settle(ctx, volumeID, st)
+	}
 	if err != nil {
 		return err
 	}
@@ -432,6 +435,9 @@ func (s *Store) Grow(ctx context.Context, id string, sizeGiB int) error {
 		return fmt.Errorf("grow volume %s: new size %d GiB is not larger than %d GiB: %w", id, sizeGiB, cur, errdefs.ErrInvalidArgument)
 	}
 	st, err := s.state(id, true)
+	if err == nil {
+		st, err = s.settle(ctx, id, st)
+	}
 	if err != nil {
 		return err
 	}

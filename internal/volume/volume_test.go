@@ -478,9 +478,12 @@ func TestForceUnmount(t *testing.T) {
 	if _, err := f.WriteString("still works"); err != nil {
 		t.Errorf("write to an open file after a lazy unmount: %v", err)
 	}
+	// Held open, it stays in the way (past a shortened wait for it to go).
+	releaseWait = 300 * time.Millisecond
 	wantErr(t, "Mount while lazily unmounted", s.Mount(ctx, "vol-f", m2), errdefs.ErrConflict)
 	wantErr(t, "Grow while lazily unmounted", s.Grow(ctx, "vol-f", 2), errdefs.ErrConflict)
 	wantErr(t, "Snapshot while lazily unmounted", s.Snapshot(ctx, "vol-f", "snap-f"), errdefs.ErrConflict)
+	releaseWait = 5 * time.Second
 	// Let go a moment later, the file system is gone by the time Mount has waited for it (an
 	// instance's root volume, mounted again for CreateImage right after the instance stopped).
 	go func() { time.Sleep(200 * time.Millisecond); f.Close() }()
