@@ -87,6 +87,23 @@ func (s *Service) findLT(tx store.Tx, r *awsproto.Request, id, name string) (lau
 	return lt, err
 }
 
+// launchTemplates lists the account's launch templates.
+func (s *Service) launchTemplates(tx store.Tx, r *awsproto.Request) ([]launchTemplate, error) {
+	kvs, err := tx.List(s.prefix(r)+"lt/", "", 0)
+	if err != nil {
+		return nil, err
+	}
+	var out []launchTemplate
+	for _, kv := range kvs {
+		var lt launchTemplate
+		if err := json.Unmarshal(kv.Value, &lt); err != nil {
+			return nil, err
+		}
+		out = append(out, lt)
+	}
+	return out, nil
+}
+
 // ltVersionNumber reads a version as requests name it: a number, $Latest or $Default ("" is the
 // default).
 func ltVersionNumber(lt launchTemplate, v string) (int, error) {
@@ -345,16 +362,9 @@ func (s *Service) describeLaunchTemplates(ctx context.Context, r *awsproto.Reque
 	}
 	var lts []launchTemplate
 	err := s.store.View(ctx, func(tx store.Tx) error {
-		kvs, err := tx.List(s.prefix(r)+"lt/", "", 0)
-		if err != nil {
+		var err error
+		if lts, err = s.launchTemplates(tx, r); err != nil {
 			return err
-		}
-		for _, kv := range kvs {
-			var lt launchTemplate
-			if err := json.Unmarshal(kv.Value, &lt); err != nil {
-				return err
-			}
-			lts = append(lts, lt)
 		}
 		for _, id := range in.IDs {
 			if !slices.ContainsFunc(lts, func(lt launchTemplate) bool { return lt.ID == id }) {

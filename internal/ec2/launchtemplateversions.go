@@ -54,16 +54,9 @@ func (s *Service) describeLaunchTemplateVersions(ctx context.Context, r *awsprot
 	err := s.store.View(ctx, func(tx store.Tx) error {
 		var lts []launchTemplate
 		if across {
-			kvs, err := tx.List(s.prefix(r)+"lt/", "", 0)
-			if err != nil {
+			var err error
+			if lts, err = s.launchTemplates(tx, r); err != nil {
 				return err
-			}
-			for _, kv := range kvs {
-				var lt launchTemplate
-				if err := json.Unmarshal(kv.Value, &lt); err != nil {
-					return err
-				}
-				lts = append(lts, lt)
 			}
 		} else {
 			lt, err := s.findLT(tx, r, in.ID, in.Name)
