@@ -112,6 +112,15 @@ func (s *Store) MountPoint(id string) (string, bool) {
 // system that was unmounted a moment ago.
 var releaseWait = 5 * time.Second
 
+// settledState is the state of volume id once it is no longer busy, or releaseWait has passed.
+func (s *Store) settledState(ctx context.Context, id string) (volState, error) {
+	st, err := s.state(id, true)
+	if err != nil {
+		return st, err
+	}
+	return s.settle(ctx, id, st)
+}
+
 // settle waits, up to releaseWait, while volume id is busy: a file system unmounted a moment ago
 // (an instance just stopped) may still be on its way out in the kernel, holding its loop device.
 // It returns the volume's state then, busy or not.

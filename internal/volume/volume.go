@@ -326,10 +326,7 @@ func (s *Store) Snapshot(ctx context.Context, volumeID, snapshotID string) error
 	if err := os.MkdirAll(s.snapDir(), 0o700); err != nil {
 		return fmt.Errorf("snapshot %s: %w", snapshotID, err)
 	}
-	st, err := s.state(volumeID, true)
-	if err == nil {
-		st, err = s.settle(ctx, volumeID, st)
-	}
+	st, err := s.settledState(ctx, volumeID)
 	if err != nil {
 		return err
 	}
@@ -434,10 +431,7 @@ func (s *Store) Grow(ctx context.Context, id string, sizeGiB int) error {
 	if sizeGiB <= cur {
 		return fmt.Errorf("grow volume %s: new size %d GiB is not larger than %d GiB: %w", id, sizeGiB, cur, errdefs.ErrInvalidArgument)
 	}
-	st, err := s.state(id, true)
-	if err == nil {
-		st, err = s.settle(ctx, id, st)
-	}
+	st, err := s.settledState(ctx, id)
 	if err != nil {
 		return err
 	}
