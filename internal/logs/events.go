@@ -112,7 +112,7 @@ func (s *Service) putLogEvents(_ context.Context, r *awsproto.Request) (any, err
 		if err := s.store.Append(r.Caller.AccountID, r.Region, in.LogGroupName, in.LogStreamName, keep); err != nil {
 			return nil, s.streamError(r, in.LogGroupName, err)
 		}
-	} else if _, err := s.store.Events(r.Caller.AccountID, r.Region, in.LogGroupName, in.LogStreamName); err != nil {
+	} else if err := s.store.streamExists(r.Caller.AccountID, r.Region, in.LogGroupName, in.LogStreamName); err != nil {
 		return nil, s.streamError(r, in.LogGroupName, err)
 	}
 	out := map[string]any{}
@@ -250,7 +250,7 @@ func (s *Service) getLogEvents(_ context.Context, r *awsproto.Request) (any, err
 	if err != nil {
 		return nil, apiError(err, "log group")
 	}
-	all, err := s.store.Events(r.Caller.AccountID, r.Region, group, in.LogStreamName)
+	all, err := s.store.events(r.Caller.AccountID, r.Region, group, in.LogStreamName)
 	if err != nil {
 		return nil, s.streamError(r, group, err)
 	}
@@ -402,7 +402,7 @@ func (s *Service) filterLogEvents(_ context.Context, r *awsproto.Request) (any, 
 	if err != nil {
 		return nil, apiError(err, "log group")
 	}
-	streams, err := s.store.Streams(r.Caller.AccountID, r.Region, group)
+	streams, err := s.store.streams(r.Caller.AccountID, r.Region, group)
 	if err != nil {
 		return nil, apiError(err, "log group")
 	}
@@ -418,7 +418,7 @@ func (s *Service) filterLogEvents(_ context.Context, r *awsproto.Request) (any, 
 		if (len(in.LogStreamNames) > 0 && !slices.Contains(in.LogStreamNames, st.Name)) || !strings.HasPrefix(st.Name, in.LogStreamNamePrefix) {
 			continue
 		}
-		events, err := s.store.Events(r.Caller.AccountID, r.Region, group, st.Name)
+		events, err := s.store.events(r.Caller.AccountID, r.Region, group, st.Name)
 		if err != nil {
 			continue // deleted meanwhile
 		}

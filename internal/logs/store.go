@@ -322,12 +322,14 @@ func (s *Store) DeleteStream(account, region, group, stream string) error {
 
 // Streams lists the streams of a group, by name.
 func (s *Store) Streams(account, region, group string) ([]Stream, error) {
-	s.mu.Lock()
-	_, err := s.group(account, region, group)
-	s.mu.Unlock()
-	if err != nil {
+	if _, err := s.Group(account, region, group); err != nil {
 		return nil, err
 	}
+	return s.streams(account, region, group)
+}
+
+// streams lists the streams of a group the caller has found.
+func (s *Store) streams(account, region, group string) ([]Stream, error) {
 	dir := filepath.Join(s.groupDir(account, region, group), "streams")
 	entries, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -405,12 +407,24 @@ func birthTime(path string, fi fs.FileInfo) int64 {
 // Events reads the events of a stream in the order they were written; ErrNotFound if the group
 // or the stream does not exist.
 func (s *Store) Events(account, region, group, stream string) ([]Event, error) {
-	s.mu.Lock()
-	_, err := s.group(account, region, group)
-	s.mu.Unlock()
-	if err != nil {
+	if _, err := s.Group(account, region, group); err != nil {
 		return nil, err
 	}
+	return s.events(account, region, group, stream)
+}
+
+// streamExists is nil if a stream of a group the caller has found exists, an error wrapping
+// ErrNotFound if it does not.
+func (s *Store) streamExists(account, region, group, stream string) error {
+	_, err := os.Stat(s.streamPath(account, region, group, stream))
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("log stream %s: %w", stream, errdefs.ErrNotFound)
+	}
+	return err
+}
+
+// events reads the events of a stream of a group the caller has found.
+func (s *Store) events(account, region, group, stream string) ([]Event, error) {
 	f, err := os.Open(s.streamPath(account, region, group, stream))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("log stream %s: %w", stream, errdefs.ErrNotFound)
