@@ -101,18 +101,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	cors := corsConfig(t.Cors)
-	if cors != nil && httpapi.IsPreflight(r) {
-		if resp, handled := httpapi.CORSPreflight(cors, r); handled {
-			resp.Write(w)
-			return
-		}
-	}
-	resp := h.invoke(r, body, reqID, id, path, t)
-	if cors != nil {
-		httpapi.ApplyCORS(cors, r, resp.Header)
-	}
-	resp.Write(w)
+	httpapi.WithCORS(corsConfig(t.Cors), r, func() httpapi.Response { return h.invoke(r, body, reqID, id, path, t) }).Write(w)
 }
 
 func (h *Handler) invoke(r *http.Request, body []byte, reqID, id, path string, t lambda.URLTarget) httpapi.Response {

@@ -123,18 +123,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	cors := corsConfig(stage.Deployment.Cors)
-	if cors != nil && httpapi.IsPreflight(r) {
-		if resp, handled := httpapi.CORSPreflight(cors, r); handled {
-			resp.Write(w)
-			return
-		}
-	}
-	resp := h.serveRoute(r, body, reqID, snap, stage, routePath)
-	if cors != nil {
-		httpapi.ApplyCORS(cors, r, resp.Header)
-	}
-	resp.Write(w)
+	httpapi.WithCORS(corsConfig(stage.Deployment.Cors), r, func() httpapi.Response {
+		return h.serveRoute(r, body, reqID, snap, stage, routePath)
+	}).Write(w)
 }
 
 // selectStage finds the stage a path addresses: a named stage by its first segment, else the

@@ -129,3 +129,18 @@ func allowedOrigin(cfg *CORSConfig, origin string) (string, bool) {
 	}
 	return "", false
 }
+
+// WithCORS answers a request with a CORS configuration (nil for none): a preflight request as
+// CORSPreflight does, any other with serve's response and the CORS headers it should carry.
+func WithCORS(cfg *CORSConfig, req *http.Request, serve func() Response) Response {
+	if cfg != nil && IsPreflight(req) {
+		if resp, handled := CORSPreflight(cfg, req); handled {
+			return resp
+		}
+	}
+	resp := serve()
+	if cfg != nil {
+		ApplyCORS(cfg, req, resp.Header)
+	}
+	return resp
+}
